@@ -1,0 +1,94 @@
+"""Grain data pipelines: synthetic bigram, byte-level text files, TFDS.
+
+Every dataset yields `{"inputs": int32[B, T], "targets": int32[B, T]}` with
+`B = batch_size // process_count` and targets = inputs shifted by one. `train`
+is endless (finite sources are reshuffled every epoch with the seed); `eval`
+is `eval_batches` batches, the same on every iteration. `iter(ds)` is grain's
+checkpointable iterator (`get_state()` / `set_state()`).
+"""
+
+from __future__ import annotations
+
+import grain
+
+from wsd_jax.data import bigram
+from wsd_jax.data import pipeline
+from wsd_jax.data import text
+from wsd_jax.data import tfds_source
+from wsd_jax.data.bigram import BigramSpec
+from wsd_jax.data.pipeline import fingerprint
+
+KNOWN_DATASETS = ("bigram", "text", "tfds")
+SPLITS = ("train", "eval")
+_READERS = {"bigram": bigram.reader, "text": text.reader}
+_ENDLESS = 2**62  # Length of the id stream of a generated source.
+
+__all__ = ["BigramSpec", "KNOWN_DATASETS", "fingerprint", "make_dataset",
+           "vocab_size"]
+
+
+def _validate(data_config, split: str, process_index: int,
+              process_count: int) -> None:
+  name = data_config.get("name", None)
+  if name not in KNOWN_DATASETS:
+    raise ValueError(
+        f"unknown dataset name {name!r}; known names: {', '.join(KNOWN_DATASETS)}")
+  if split not in SPLITS:
+    raise ValueError(f"unknown split {split!r}; known splits: {', '.join(SPLITS)}")
+  seq_len, batch_size = int(data_config.seq_len), int(data_config.batch_size)
+  if seq_len < 1:
+    raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+  if process_count < 1 or not 0 <= process_index < process_count:
+    raise ValueError(
+        f"process_index {process_index} must be in [0, process_count "
+        f"{process_count})")
+  if batch_size < 1 or batch_size % process_count:
+    raise ValueError(
+        f"batch_size {batch_size} must be a positive multiple of "
+        f"process_count {process_count}")
+  if split == "eval" and int(data_config.get("eval_batches", 1)) < 1:
+    raise ValueError(f"eval_batches must be >= 1, got {data_config.eval_batches}")
+
+
+def make_dataset(data_config, split: str, *, seed: int, process_index: int = 0,
+                 process_count: int = 1) -> grain.IterDataset:
+  """This process's batches of `split` ("train" or "eval") of a dataset.
+
+  Args:
+    data_config: ConfigDict with `name` in KNOWN_DATASETS, `seq_len`,
+      `batch_size` (global), `eval_batches` and the source's own fields.
+    split: "train" (endless) or "eval" (`eval_batches` batches).
+    seed: shuffling / sampling seed of the train split.
+    process_index: this process (`jax.process_index()`).
+    process_count: number of processes (`jax.process_count()`).
+
+  Returns:
+    A `grain.IterDataset`; `iter()` of it is checkpointable.
+  """
+  _validate(data_config, split, process_index, process_count)
+  if data_config.name == "tfds":
+    return tfds_source.make_dataset(data_config, split, seed=seed,
+                                    process_index=process_index,
+                                    process_count=process_count)
+  read, num_examples = _READERS[data_config.name](data_config, split, seed)
+  batch_size = int(data_config.batch_size)
+  if split == "train":
+    ids = (grain.MapDataset.range(_ENDLESS) if num_examples is None else
+           grain.MapDataset.range(num_examples).shuffle(seed=int(seed)).repeat(None))
+  else:
+    needed = int(data_config.eval_batches) * batch_size
+    ids = (grain.MapDataset.range(needed) if num_examples is None else
+           grain.MapDataset.range(num_examples).repeat(None)[:needed])
+  return pipeline.batches_from_ids(ids, read, batch_size=batch_size,
+                                   process_index=process_index,
+                                   process_count=process_count)
+
+
+def vocab_size(data_config) -> int:
+  """Number of token ids the dataset can produce."""
+  if data_config.get("name", None) == "bigram":
+    return int(data_config.vocab_size)
+  if data_config.get("name", None) in ("text", "tfds"):
+    return text.VOCAB_SIZE
+  raise ValueError(f"unknown dataset name {data_config.get('name', None)!r}; "
+                   f"known names: {', '.join(KNOWN_DATASETS)}")

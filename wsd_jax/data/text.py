@@ -1,0 +1,73 @@
+"""Byte-level language modelling over local text files (vocab 256).
+
+The files (`data_config.paths`: a list or a comma-separated string; globs
+allowed, each glob's matches sorted) are concatenated in order. The last
+`eval_fraction` (default 0.05) of the bytes is held out for eval. Each part is
+cut into windows of T+1 bytes with stride T, so every byte after the first is a
+target exactly once per epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+
+import numpy as np
+
+VOCAB_SIZE = 256
+
+
+def resolve_paths(paths) -> list[str]:
+  """Expands a list / comma-separated string of paths and globs."""
+  if isinstance(paths, str):
+    paths = [p for p in paths.split(",")]
+  patterns = [str(p).strip() for p in (paths or []) if str(p).strip()]
+  if not patterns:
+    raise ValueError(f"text data needs data_config.paths, got {paths!r}")
+  files = []
+  for pattern in patterns:
+    if glob.has_magic(pattern):
+      matches = sorted(glob.glob(os.path.expanduser(pattern)))
+      if not matches:
+        raise ValueError(f"no file matches the glob {pattern!r}")
+      files.extend(matches)
+    elif not os.path.isfile(os.path.expanduser(pattern)):
+      raise ValueError(f"text file not found: {pattern!r}")
+    else:
+      files.append(os.path.expanduser(pattern))
+  return files
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Windows:
+  """Random access to windows of `length` tokens with stride `length - 1`."""
+
+  tokens: np.ndarray  # uint8 bytes.
+  length: int
+
+  def __len__(self) -> int:
+    return max((len(self.tokens) - 1) // (self.length - 1), 0)
+
+  def __call__(self, ids: np.ndarray) -> np.ndarray:
+    starts = np.asarray(ids, dtype=np.int64).reshape(-1, 1) * (self.length - 1)
+    return self.tokens[starts + np.arange(self.length)].astype(np.int32)
+
+
+def reader(data_config, split: str, seed: int) -> tuple[Windows, int]:
+  """(read fn, number of windows) of a split of the text files."""
+  del seed  # The split is deterministic; the pipeline shuffles.
+  files = resolve_paths(data_config.get("paths", None))
+  data = b"".join(open(f, "rb").read() for f in files)
+  eval_fraction = float(data_config.get("eval_fraction", 0.05))
+  if not 0.0 <= eval_fraction < 1.0:
+    raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+  num_eval = int(len(data) * eval_fraction)
+  part = data[len(data) - num_eval:] if split == "eval" else data[:len(data) - num_eval]
+  windows = Windows(np.frombuffer(part, dtype=np.uint8), int(data_config.seq_len) + 1)
+  if len(windows) == 0:
+    raise ValueError(
+        f"the {split} part of {files} has {len(part)} bytes, fewer than "
+        f"seq_len + 1 = {windows.length} (total {len(data)} bytes, "
+        f"eval_fraction {eval_fraction})")
+  return windows, len(windows)
