@@ -1,0 +1,496 @@
+"""Exact values, pytree behaviour and validation of every schedule.
+
+The reference formulas below are written independently of the library (plain
+NumPy in float64) from DESIGN.md and PAPERS.md.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wsd_jax import schedules as S
+
+RTOL = 2e-6  # float32 rounding of values computed in float32.
+
+
+def ref_shape(shape, p, start, final, param=None):
+  """The decay formulas of DESIGN.md, in float64."""
+  p = float(p)
+  if shape == "exp":
+    return start * (final / start) ** p
+  if shape == "inverse-linear":
+    return start / (1 + (start / final - 1) * p)
+  m = {
+      "linear": lambda: 1 - p,
+      "cosine": lambda: (1 + math.cos(math.pi * p)) / 2,
+      "1-sqrt": lambda: 1 - math.sqrt(p),
+      "square": lambda: 1 - p * p,
+      "rex": lambda: (1 - p) / (1 - (1 - param) * p),
+      "uba": lambda: (2 * (1 + math.cos(math.pi * p)) /
+                      (2 * param + (2 - param) * (1 + math.cos(math.pi * p)))),
+  }[shape]()
+  return final + (start - final) * m
+
+
+def check_points(schedule, expected: dict):
+  steps = np.array(sorted(expected))
+  got = np.asarray(jax.jit(lambda s, t: s(t))(schedule, steps))
+  assert got.dtype == np.float32
+  want = np.array([expected[s] for s in steps])
+  np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-7,
+                             err_msg=f"{schedule} at steps {steps}")
+
+
+PEAK, INIT, FINAL = 3e-3, 3e-5, 3e-4
+
+
+@pytest.mark.parametrize("shape", S.DECAY_SHAPES)
+def test_wsd_every_shape(shape):
+  total, decay, warm = 1000, 200, 100
+  sched = S.wsd(PEAK, total, decay, warmup_steps=warm, decay_shape=shape,
+                init_value=INIT, final_value=FINAL)
+  d0 = total - decay
+  check_points(sched, {
+      0: INIT,
+      warm // 2: INIT + (PEAK - INIT) * 0.5,
+      warm: PEAK,
+      500: PEAK,
+      d0: PEAK,
+      d0 + 1: ref_shape(shape, 1 / decay, PEAK, FINAL),
+      d0 + decay // 4: ref_shape(shape, 0.25, PEAK, FINAL),
+      d0 + decay // 2: ref_shape(shape, 0.5, PEAK, FINAL),
+      total - 1: ref_shape(shape, (decay - 1) / decay, PEAK, FINAL),
+      total: FINAL,
+      total + 1: FINAL,
+      10 * total: FINAL,
+  })
+
+
+@pytest.mark.parametrize("name,shape,param", [
+    ("linear", "linear", None), ("cosine", "cosine", None),
+    ("rex", "rex", 0.5), ("rex", "rex", 0.2), ("uba", "uba", 2.0),
+    ("uba", "uba", 0.5), ("uba", "uba", 5.0)])
+def test_warmup_then_decay_schedules(name, shape, param):
+  total, warm = 1000, 100
+  kwargs = dict(peak_value=PEAK, total_steps=total, warmup_steps=warm,
+                init_value=INIT, final_value=FINAL)
+  if name == "rex":
+    kwargs["beta"] = param
+  if name == "uba":
+    kwargs["phi"] = param
+  sched = S.get(name, **kwargs)
+  d = total - warm
+  check_points(sched, {
+      0: INIT, 50: (INIT + PEAK) / 2, warm: PEAK,
+      warm + d // 4: ref_shape(shape, 0.25, PEAK, FINAL, param),
+      warm + d // 2: ref_shape(shape, 0.5, PEAK, FINAL, param),
+      total - 9: ref_shape(shape, (d - 9) / d, PEAK, FINAL, param),
+      total: FINAL, 5 * total: FINAL})
+
+
+def test_uba_phi_2_is_cosine():
+  steps = np.arange(0, 1200, 7)
+  np.testing.assert_allclose(S.uba(1.0, 1000, 2.0, warmup_steps=50)(steps),
+                             S.cosine(1.0, 1000, warmup_steps=50)(steps),
+                             rtol=1e-5, atol=1e-7)
+
+
+def test_constant():
+  check_points(S.constant(0.5), {0: 0.5, 7: 0.5, 2**31 - 1: 0.5})
+
+
+@pytest.mark.parametrize("shape", ["linear", "exp"])
+def test_power(shape):
+  a, b, tps, peak = 4.6, -0.51, 2048.0, 0.02
+  total, warm, decay = 10_000, 100, 1_000
+  sched = S.power(max_value=peak, a=a, b=b, tokens_per_step=tps,
+                  total_steps=total, warmup_steps=warm, decay_steps=decay,
+                  decay_shape=shape, final_value=1e-5)
+  pw = lambda s: min(peak, a * (tps * s) ** b) if s > 0 else peak
+  d0 = total - decay
+  check_points(sched, {
+      0: 0.0, warm // 2: pw(warm) / 2, warm: pw(warm), 5000: pw(5000),
+      d0: pw(d0), d0 + decay // 2: ref_shape(shape, 0.5, pw(d0), 1e-5),
+      total: 1e-5, total + 100: 1e-5})
+  # max_value binds early in training when tokens are few.
+  capped = S.power(max_value=1e-3, a=a, b=b, tokens_per_step=1.0,
+                   total_steps=total)
+  check_points(capped, {0: 1e-3, 1: 1e-3, 9000: min(1e-3, a * 9000**b)})
+  # Without a decay the power law goes on past total_steps.
+  open_ended = S.power(max_value=peak, a=a, b=b, tokens_per_step=tps,
+                       total_steps=total)
+  check_points(open_ended, {total: pw(total), 4 * total: pw(4 * total)})
+
+
+def test_wsd_s_checkpoints_and_values():
+  sched = S.wsd_s(1e-3, (12500, 25000, 50000), decay_fraction=0.1,
+                  final_value=1e-4)
+  assert sched.checkpoint_steps == (12500, 26250, 53750)
+  check_points(sched, {
+      0: 1e-3,
+      11250: 1e-3,                                    # decay 1 starts
+      11875: ref_shape("linear", 0.5, 1e-3, 1e-4),
+      12500: 1e-3,                                    # resumed at the peak
+      12499: ref_shape("linear", 1249 / 1250, 1e-3, 1e-4),
+      12501: 1e-3,
+      23750: 1e-3,                                    # decay 2 starts
+      25000: ref_shape("linear", 0.5, 1e-3, 1e-4),
+      26250 - 1: ref_shape("linear", 2499 / 2500, 1e-3, 1e-4),
+      26250: 1e-3, 26251: 1e-3,
+      48750: 1e-3,                                    # decay 3 starts
+      53750 - 1: ref_shape("linear", 4999 / 5000, 1e-3, 1e-4),
+      53750: 1e-4, 60000: 1e-4})
+
+
+def test_wsd_s_decayed_value_at_each_checkpoint():
+  """The model of budget i is the one at E_i after its decay's last update."""
+  sched = S.wsd_s(1e-3, (12500, 25000, 50000), decay_fraction=0.1,
+                  warmup_steps=100, decay_shape="inverse-linear",
+                  final_value=1e-4)
+  for end, budget in zip(sched.checkpoint_steps, (12500, 25000, 50000)):
+    d = budget // 10
+    np.testing.assert_allclose(
+        sched(end - 1), ref_shape("inverse-linear", (d - 1) / d, 1e-3, 1e-4),
+        rtol=RTOL)
+
+
+def test_cyclic_cosine():
+  sched = S.cyclic_cosine(1.0, (100, 300, 600), warmup_steps=20,
+                          rewarm_steps=50, init_value=0.0, final_value=0.1)
+  check_points(sched, {
+      0: 0.0, 10: 0.5, 20: 1.0,
+      60: ref_shape("cosine", 0.5, 1.0, 0.1),
+      100: 0.1, 125: 0.55, 150: 1.0,
+      225: ref_shape("cosine", 0.5, 1.0, 0.1),
+      300: 0.1, 350: 1.0, 475: ref_shape("cosine", 0.5, 1.0, 0.1),
+      600: 0.1, 900: 0.1})
+
+
+@pytest.mark.parametrize("cool,anneal", [("cosine", "exp"),
+                                         ("linear", "1-sqrt"),
+                                         ("inverse-linear", "linear")])
+def test_infinite(cool, anneal):
+  sched = S.infinite(1.0, warmup_steps=10, cooldown_steps=90,
+                     constant_value=0.25, total_steps=1000, anneal_steps=100,
+                     final_value=0.01, cooldown_shape=cool, anneal_shape=anneal,
+                     init_value=0.1)
+  check_points(sched, {
+      0: 0.1, 10: 1.0, 55: ref_shape(cool, 0.5, 1.0, 0.25), 100: 0.25,
+      500: 0.25, 900: 0.25, 950: ref_shape(anneal, 0.5, 0.25, 0.01),
+      1000: 0.01, 2000: 0.01})
+
+
+def test_inverse_sqrt():
+  check_points(S.inverse_sqrt(1.0, 100), {
+      0: 0.0, 50: 0.5, 100: 1.0, 200: math.sqrt(100 / 200),
+      400: math.sqrt(100 / 400)})
+  check_points(S.inverse_sqrt(2.0, 10, timescale=40.0), {
+      10: 2.0, 50: 2 * math.sqrt(40 / 80)})
+
+
+@pytest.mark.parametrize("shape", S.DECAY_SHAPES)
+def test_branch_equals_main_then_decays(shape):
+  main = S.wsd(1e-3, 10_000, 1_000, warmup_steps=200, init_value=1e-5)
+  s_at, d = 4_000, 500
+  br = S.branch(main, at_step=s_at, decay_steps=d, decay_shape=shape,
+                final_value=1e-5)
+  before = np.arange(0, s_at + 1, 13)
+  np.testing.assert_array_equal(br(before), main(before))
+  start = float(main(s_at))
+  check_points(br, {s_at: start,
+                    s_at + d // 2: ref_shape(shape, 0.5, start, 1e-5),
+                    s_at + d: 1e-5, 20_000: 1e-5})
+
+
+def test_branch_from_warmup_decays_from_current_value():
+  main = S.wsd(1.0, 1000, 100, warmup_steps=100)
+  br = S.branch(main, at_step=50, decay_steps=50)
+  check_points(br, {50: 0.5, 75: 0.25, 100: 0.0})
+  with pytest.raises(ValueError, match="final_value"):
+    S.branch(main, at_step=50, decay_steps=50, final_value=0.8)
+
+
+def test_tabulated():
+  check_points(S.tabulated([3.0, 2.0, 1.0]), {0: 3.0, 1: 2.0, 2: 1.0, 99: 1.0})
+
+
+# --- JAX transformations ------------------------------------------------------
+
+
+def test_jit_compiles_once_for_numeric_changes():
+  f = jax.jit(lambda sched, step: sched(step))
+  a = S.wsd(1e-3, 1000, 100, warmup_steps=10)
+  b = S.wsd(5e-3, 2000, 300, warmup_steps=50, final_value=1e-5)
+  np.testing.assert_allclose(f(a, 950), a(950), rtol=RTOL)
+  np.testing.assert_allclose(f(b, 1900), b(1900), rtol=RTOL)
+  assert f._cache_size() == 1
+  f(S.wsd(1e-3, 1000, 100, decay_shape="cosine"), 3)  # static change
+  assert f._cache_size() == 2
+
+
+def test_vmap_over_stacked_peaks():
+  peaks = np.geomspace(1e-4, 1e-2, 16)
+  pop = S.stack([S.wsd(float(p), 1000, 200, warmup_steps=10) for p in peaks])
+  got = jax.jit(jax.vmap(lambda s: s(900)))(pop)
+  np.testing.assert_allclose(got, peaks * 0.5, rtol=RTOL)
+  with pytest.raises(ValueError, match="static"):
+    S.stack([S.wsd(1.0, 10, 2), S.wsd(1.0, 10, 2, decay_shape="cosine")])
+
+
+def test_grad_wrt_peak():
+  def lr(peak, step):
+    return S.wsd(peak, 1000, 200, warmup_steps=100)(step)
+  assert jax.grad(lr)(2.0, 50) == pytest.approx(0.5)
+  assert jax.grad(lr)(2.0, 500) == pytest.approx(1.0)
+  assert jax.grad(lr)(2.0, 950) == pytest.approx(0.25)
+  sched = S.cosine(1.0, 100)
+  # Gradient w.r.t. the whole pytree (integer step leaves get float0).
+  g = jax.grad(lambda s: s(50), allow_int=True)(sched)
+  assert g.peak_value == pytest.approx(0.5, rel=1e-5)
+
+
+def test_optax_sgd_applies_the_scheduled_lr():
+  sched = S.wsd(0.1, 10, 5, warmup_steps=2)
+  tx = optax.sgd(learning_rate=sched)
+  params = jnp.zeros(3)
+  state = tx.init(params)
+  grads = jnp.array([1.0, -2.0, 0.5])
+  for step in range(12):
+    updates, state = tx.update(grads, state, params)
+    np.testing.assert_allclose(updates, -float(sched(step)) * grads, rtol=1e-6)
+  for make in (optax.adamw, optax.inject_hyperparams(optax.adamw)):
+    tx = make(learning_rate=sched)
+    state = tx.init(params)
+    updates, state = tx.update(grads, state, params)
+    assert np.all(updates == 0.0)  # step 0 of the warmup has lr 0
+    updates, state = tx.update(grads, state, params)
+    # Adam's first steps move each coordinate by about lr * sign(grad).
+    np.testing.assert_allclose(updates, -0.05 * np.sign(grads), rtol=1e-3)
+  assert float(state.hyperparams["learning_rate"]) == pytest.approx(0.05)
+
+
+def test_large_steps_do_not_overflow():
+  big = 2**31 - 1
+  sched = S.wsd(1.0, big, 1000)
+  np.testing.assert_allclose(sched(np.array([big - 1000, big - 500, big])),
+                             [1.0, 0.5, 0.0], rtol=1e-6)
+  assert sched(np.int64(big)) == 0.0
+  assert np.isfinite(S.wsd_s(1.0, (10, 20)).__call__(big))
+
+
+# --- configs and the registry -------------------------------------------------
+
+
+ALL = [
+    S.constant(0.1), S.linear(1.0, 100, warmup_steps=5),
+    S.cosine(1.0, 100, final_value=0.1), S.wsd(1.0, 100, 20),
+    S.rex(1.0, 100, beta=0.3), S.uba(1.0, 100, phi=1.5),
+    S.power(0.02, 4.6, -0.51, 1024.0, 100, decay_steps=10),
+    S.wsd_s(1.0, (10, 20, 40)), S.cyclic_cosine(1.0, (10, 30), rewarm_steps=5),
+    S.infinite(1.0, 5, 10, 0.5, 100, 10, 0.05), S.inverse_sqrt(1.0, 10),
+    S.branch(S.wsd(1.0, 100, 20), 50, 10, "1-sqrt"),
+    S.tabulated([1.0, 0.5]),
+]
+
+
+@pytest.mark.parametrize("sched", ALL, ids=lambda s: s.name)
+def test_config_round_trip(sched):
+  import json
+  cfg = json.loads(json.dumps(S.to_config(sched)))
+  again = S.from_config(cfg)
+  steps = np.arange(0, 120, 3)
+  np.testing.assert_array_equal(again(steps), sched(steps))
+  assert jax.tree.structure(again) == jax.tree.structure(sched)
+
+
+def test_every_registered_schedule_is_tested():
+  assert {s.name for s in ALL} == set(S.SCHEDULES)
+
+
+def test_get_unknown_lists_names():
+  with pytest.raises(ValueError, match="wsd_s") as e:
+    S.get("nope")
+  assert "'nope'" in str(e.value) and "cyclic_cosine" in str(e.value)
+  with pytest.raises(ValueError, match="decay_stepz"):
+    S.get("wsd", peak_value=1.0, total_steps=10, decay_stepz=2)
+
+
+def test_from_flat_config_dict():
+  import ml_collections
+  cfg = ml_collections.ConfigDict(dict(name="wsd", peak_value=1e-3,
+                                       total_steps=100, decay_steps=10))
+  assert S.from_config(cfg)(95) == pytest.approx(5e-4)
+
+
+# --- validation ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("build,param", [
+    (lambda: S.wsd(-1.0, 100, 10), "peak_value"),
+    (lambda: S.wsd(float("inf"), 100, 10), "peak_value"),
+    (lambda: S.wsd(0.0, 100, 10), "peak_value"),
+    (lambda: S.wsd(1.0, 100, 10.5), "decay_steps"),
+    (lambda: S.wsd(1.0, -100, 10), "total_steps"),
+    (lambda: S.wsd(1.0, 100, 60, warmup_steps=50), "total_steps"),
+    (lambda: S.wsd(1.0, 100, 10, decay_shape="sqrt"), "decay_shape"),
+    (lambda: S.wsd(1.0, 100, 10, final_value=2.0), "final_value"),
+    (lambda: S.wsd(1.0, 100, 10, decay_shape="exp"), "final_value"),
+    (lambda: S.wsd(1.0, 100, 10, init_value=2.0), "init_value"),
+    (lambda: S.cosine(1.0, 100, warmup_steps=101), "total_steps"),
+    (lambda: S.rex(1.0, 100, beta=0.0), "beta"),
+    (lambda: S.uba(1.0, 100, phi=-1.0), "phi"),
+    (lambda: S.power(0.02, 4.6, 0.5, 1.0, 100), "b"),
+    (lambda: S.wsd_s(1.0, (20, 10)), "budgets"),
+    (lambda: S.wsd_s(1.0, (100, 110), decay_fraction=1.5), "decay_fraction"),
+    (lambda: S.wsd_s(1.0, (100,), 0.5, warmup_steps=60), "warmup_steps"),
+    (lambda: S.wsd_s(1.0, (100,), decay_fraction=0.0), "decay_fraction"),
+    (lambda: S.cyclic_cosine(1.0, (100, 120), rewarm_steps=30), "cycle_ends"),
+    (lambda: S.infinite(1.0, 10, 10, 2.0, 100, 10, 0.1), "constant_value"),
+    (lambda: S.infinite(1.0, 10, 10, 0.5, 100, 10, 0.0), "final_value"),
+    (lambda: S.inverse_sqrt(1.0, 0), "timescale"),
+    (lambda: S.branch(S.constant(1.0), 10, 0), "decay_steps"),
+    (lambda: S.constant(float("nan")), "value"),
+    (lambda: S.tabulated([1.0, float("nan")]), "values"),
+])
+def test_invalid_arguments_name_the_parameter(build, param):
+  with pytest.raises(ValueError, match=param):
+    build()
+
+
+# --- properties ---------------------------------------------------------------
+
+steps_st = st.integers(min_value=1, max_value=100_000)
+value_st = st.floats(min_value=1e-6, max_value=10.0)
+frac_st = st.floats(min_value=0.0, max_value=1.0)
+shape_st = st.sampled_from(S.DECAY_SHAPES)
+
+
+@st.composite
+def valid_schedules(draw):
+  kind = draw(st.sampled_from(sorted(set(S.SCHEDULES) - {"tabulated"})))
+  peak = draw(value_st)
+  total = draw(steps_st)
+  warm = draw(st.integers(0, total))
+  init = peak * draw(frac_st)
+  shape = draw(shape_st)
+  final = peak * draw(frac_st) * 0.99
+  if shape in ("exp", "inverse-linear"):
+    final = max(final, peak * 1e-3)
+  if kind == "constant":
+    return S.constant(peak)
+  if kind in ("linear", "cosine"):
+    return S.get(kind, peak_value=peak, total_steps=total, warmup_steps=warm,
+                 init_value=init, final_value=final)
+  if kind == "rex":
+    return S.rex(peak, total, warm, init, final,
+                 beta=draw(st.floats(0.01, 5.0)))
+  if kind == "uba":
+    return S.uba(peak, total, draw(st.floats(0.01, 10.0)), warm, init, final)
+  if kind == "wsd":
+    decay = draw(st.integers(0, total - warm))
+    return S.wsd(peak, total, decay, warm, shape, init, final)
+  if kind == "power":
+    decay = draw(st.integers(0, total - warm))
+    return S.power(peak, draw(st.floats(0.1, 10.0)),
+                   draw(st.floats(-1.0, -0.05)), draw(st.floats(1.0, 1e6)),
+                   total, warm, decay, shape, 0.0 if shape not in (
+                       "exp", "inverse-linear") else 1e-9)
+  if kind == "wsd_s":
+    b1 = draw(st.integers(max(warm, 1) * 2, 200_000))
+    budgets = (b1, b1 * 2, b1 * 4)
+    return S.wsd_s(peak, budgets, draw(st.floats(0.01, 0.5)),
+                   min(warm, b1 // 2), shape, init, final)
+  if kind == "cyclic_cosine":
+    rewarm = draw(st.integers(0, 100))
+    ends = (warm + draw(steps_st),)
+    ends += (ends[0] + rewarm + draw(steps_st),)
+    return S.cyclic_cosine(peak, ends, warm, rewarm, init, final)
+  if kind == "infinite":
+    cool = draw(st.integers(0, total - warm))
+    anneal = draw(st.integers(0, total - warm - cool))
+    const = max(peak * draw(frac_st), peak * 1e-2)
+    fin = const * draw(st.floats(1e-3, 1.0))
+    return S.infinite(peak, warm, cool, const, total, anneal, fin,
+                      cooldown_shape=draw(shape_st), anneal_shape=shape,
+                      init_value=init)
+  if kind == "inverse_sqrt":
+    return S.inverse_sqrt(peak, warm, timescale=float(max(warm, 1)),
+                          init_value=init)
+  base = S.wsd(peak, 2 * total + 1, 0, warm, "linear", init, 0.0)
+  at = draw(st.integers(warm, 2 * total))
+  return S.branch(base, at, draw(steps_st), shape, final)
+
+
+def _bounds(sched):
+  if sched.name == "power":
+    return 0.0, sched.max_value
+  if sched.name == "inverse_sqrt":  # decays towards 0
+    return 0.0, sched.peak_value
+  if sched.name == "constant":
+    return sched.value, sched.value
+  base = sched.base if sched.name == "branch" else sched
+  init = getattr(base, "init_value", 0.0)
+  final = min(getattr(sched, "final_value", init), init)
+  return final, base.peak_value
+
+
+def _warmup_end(sched):
+  base = sched.base if sched.name == "branch" else sched
+  return getattr(base, "warmup_steps", 0)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(valid_schedules(), st.integers(0, 2**31 - 1))
+def test_property_values_bounded_and_monotone(sched, far_step):
+  eval_fn = jax.jit(lambda s, t: s(t))
+  horizon = max(getattr(sched, "total_steps", 0),
+                max(getattr(sched, "checkpoint_steps", (0,))),
+                max(getattr(sched, "cycle_ends", (0,))),
+                getattr(sched, "at_step", 0) + getattr(sched, "decay_steps", 0))
+  steps = np.unique(np.concatenate([
+      np.linspace(0, horizon + 10, 400).astype(np.int64),
+      [far_step, 2**31 - 1]]))
+  lrs = np.asarray(eval_fn(sched, steps), np.float64)
+  lo, hi = _bounds(sched)
+  assert np.all(np.isfinite(lrs)), sched
+  assert np.all(lrs >= lo * (1 - 1e-5) - 1e-12), (sched, lrs.min(), lo)
+  assert np.all(lrs <= hi * (1 + 1e-5)), (sched, lrs.max(), hi)
+  if sched.name not in ("wsd_s", "cyclic_cosine"):
+    after = steps >= _warmup_end(sched)
+    diffs = np.diff(lrs[after])
+    assert np.all(diffs <= hi * 1e-5), (sched, diffs.max())
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(["wsd", "cosine", "wsd_s", "infinite", "power"]),
+       st.floats(allow_nan=True, allow_infinity=True, width=32),
+       st.integers(-10, 10), st.floats(-2.0, 2.0), shape_st)
+def test_property_invalid_arguments_raise(kind, peak, steps_delta, frac, shape):
+  """Random arguments either build a schedule whose values are finite, or
+  raise ``ValueError`` — never a schedule that returns NaN."""
+  total = 100 + steps_delta
+  kwargs = {
+      "wsd": lambda: S.wsd(peak, total, 50 + 10 * steps_delta, 10 * steps_delta,
+                           shape, final_value=frac),
+      "cosine": lambda: S.cosine(peak, total, warmup_steps=-steps_delta,
+                                 final_value=frac),
+      "wsd_s": lambda: S.wsd_s(peak, (50, total), frac, decay_shape=shape,
+                               final_value=abs(frac)),
+      "infinite": lambda: S.infinite(peak, 10, steps_delta, frac, total, 10,
+                                     abs(frac) / 2, anneal_shape=shape),
+      "power": lambda: S.power(1.0, peak, frac, 100.0, total,
+                               decay_steps=steps_delta, decay_shape=shape),
+  }[kind]
+  try:
+    sched = kwargs()
+  except ValueError:
+    return
+  lrs = np.asarray(sched(np.arange(0, 400, 3)))
+  assert np.all(np.isfinite(lrs)), sched

@@ -1,0 +1,48 @@
+"""The LR schedules of the literature as optax-native JAX pytrees.
+
+Every schedule is a frozen dataclass registered as a pytree (numbers are
+leaves, shape names are static) and an ``optax.Schedule``::
+
+    from wsd_jax import schedules
+    lr = schedules.wsd(peak_value=3e-3, total_steps=10_000, decay_steps=2_000,
+                       warmup_steps=500, decay_shape="1-sqrt")
+    tx = optax.adamw(learning_rate=lr)
+
+Since schedules are pytrees, a jitted step can take one as an argument (a
+sweep over peaks compiles once) and ``jax.vmap`` runs a stacked population.
+"""
+
+from wsd_jax.schedules.engine import MAX_STEP, Phase, Schedule, evaluate
+from wsd_jax.schedules.named import (UBA, WSD, WSDS, Branch, Constant, Cosine,
+                                     CyclicCosine, Infinite, InverseSqrt,
+                                     Linear, Power, Rex, Tabulated)
+from wsd_jax.schedules.registry import SCHEDULES, from_config, get, to_config
+from wsd_jax.schedules.shapes import DECAY_SHAPES
+
+# The factories of the contract (DESIGN.md): the classes validate on
+# construction, so each factory is its class.
+constant = Constant
+linear = Linear
+cosine = Cosine
+wsd = WSD
+rex = Rex
+uba = UBA
+power = Power
+wsd_s = WSDS
+cyclic_cosine = CyclicCosine
+infinite = Infinite
+inverse_sqrt = InverseSqrt
+branch = Branch
+tabulated = Tabulated
+
+
+def stack(schedules_: list[Schedule]) -> Schedule:
+  """Stacks schedules of one structure into a population for ``jax.vmap``."""
+  import jax
+  import jax.numpy as jnp
+  treedefs = {jax.tree.structure(s) for s in schedules_}
+  if len(treedefs) != 1:
+    raise ValueError("cannot stack schedules that differ in static choices "
+                     f"(names or shapes): {sorted(map(str, treedefs))}")
+  return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]),
+                      *schedules_)
