@@ -8,6 +8,8 @@ are ``optax.Schedule``s: ``lr = schedule(step)`` with a 0-based step.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,7 +34,7 @@ class Constant(Schedule):
     return [hold(0, self.value)]
 
 
-class _WarmupDecay(Schedule):
+class _WarmupDecayRule(Schedule):
   """Warmup, then one decay of a fixed shape over the rest of ``total_steps``."""
   _shape = "linear"
 
@@ -54,16 +56,20 @@ class _WarmupDecay(Schedule):
         hold(self.total_steps, self.final_value)]
 
 
-@schedule_class
-class Linear(_WarmupDecay):
-  """Linear warmup, then linear decay from the peak to ``final_value``."""
-  name = "linear"
-  _shape = "linear"
+@dataclasses.dataclass(frozen=True)
+class _WarmupDecay(_WarmupDecayRule):
   peak_value: float = value()
   total_steps: int = steps()
   warmup_steps: int = steps(default=0)
   init_value: float = value(default=0.0)
   final_value: float = value(default=0.0)
+
+
+@schedule_class
+class Linear(_WarmupDecay):
+  """Linear warmup, then linear decay from the peak to ``final_value``."""
+  name = "linear"
+  _shape = "linear"
 
 
 @schedule_class
@@ -71,11 +77,6 @@ class Cosine(_WarmupDecay):
   """Linear warmup, then ``final + (peak - final) (1 + cos(pi p)) / 2``."""
   name = "cosine"
   _shape = "cosine"
-  peak_value: float = value()
-  total_steps: int = steps()
-  warmup_steps: int = steps(default=0)
-  init_value: float = value(default=0.0)
-  final_value: float = value(default=0.0)
 
 
 @schedule_class
@@ -88,11 +89,6 @@ class Rex(_WarmupDecay):
   """
   name = "rex"
   _shape = "rex"
-  peak_value: float = value()
-  total_steps: int = steps()
-  warmup_steps: int = steps(default=0)
-  init_value: float = value(default=0.0)
-  final_value: float = value(default=0.0)
   beta: float = value(default=0.5)
 
   def check(self):
@@ -104,7 +100,7 @@ class Rex(_WarmupDecay):
 
 
 @schedule_class
-class UBA(_WarmupDecay):
+class UBA(_WarmupDecayRule):
   """UBA (Tang et al., arXiv 2505.24452): warmup, then the shape
 
       m(p) = 2 (1 + cos(pi p)) / (2 phi + (2 - phi)(1 + cos(pi p))),
