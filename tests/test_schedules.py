@@ -216,6 +216,12 @@ def test_branch_from_warmup_decays_from_current_value():
     S.branch(main, at_step=50, decay_steps=50, final_value=0.8)
 
 
+def test_splice():
+  first, second = S.constant(1.0), S.linear(2.0, 100)
+  check_points(S.splice(first, 30, second), {0: 1.0, 29: 1.0, 30: 1.4,
+                                             50: 1.0, 100: 0.0})
+
+
 def test_tabulated():
   check_points(S.tabulated([3.0, 2.0, 1.0]), {0: 3.0, 1: 2.0, 2: 1.0, 99: 1.0})
 
@@ -295,6 +301,7 @@ ALL = [
     S.wsd_s(1.0, (10, 20, 40)), S.cyclic_cosine(1.0, (10, 30), rewarm_steps=5),
     S.infinite(1.0, 5, 10, 0.5, 100, 10, 0.05), S.inverse_sqrt(1.0, 10),
     S.branch(S.wsd(1.0, 100, 20), 50, 10, "1-sqrt"),
+    S.splice(S.branch(S.constant(1.0), 20, 10), 30, S.constant(1.0)),
     S.tabulated([1.0, 0.5]),
 ]
 
@@ -373,7 +380,7 @@ shape_st = st.sampled_from(S.DECAY_SHAPES)
 
 @st.composite
 def valid_schedules(draw):
-  kind = draw(st.sampled_from(sorted(set(S.SCHEDULES) - {"tabulated"})))
+  kind = draw(st.sampled_from(sorted(set(S.SCHEDULES) - {"tabulated", "splice"})))
   peak = draw(value_st)
   total = draw(steps_st)
   warm = draw(st.integers(0, total))
@@ -399,8 +406,8 @@ def valid_schedules(draw):
     decay = draw(st.integers(0, total - warm))
     return S.power(peak, draw(st.floats(0.1, 10.0)),
                    draw(st.floats(-1.0, -0.05)), draw(st.floats(1.0, 1e6)),
-                   total, warm, decay, shape, 0.0 if shape not in (
-                       "exp", "inverse-linear") else 1e-9)
+                   total, warm, decay,
+                   draw(st.sampled_from(["linear", "cosine", "1-sqrt"])), 0.0)
   if kind == "wsd_s":
     b1 = draw(st.integers(max(warm, 1) * 2, 200_000))
     budgets = (b1, b1 * 2, b1 * 4)

@@ -15,7 +15,8 @@ sweep over peaks compiles once) and ``jax.vmap`` runs a stacked population.
 from wsd_jax.schedules.engine import MAX_STEP, Phase, Schedule, evaluate
 from wsd_jax.schedules.named import (UBA, WSD, WSDS, Branch, Constant, Cosine,
                                      CyclicCosine, Infinite, InverseSqrt,
-                                     Linear, Power, Rex, Tabulated)
+                                     Linear, Power, Rex, Splice,
+                                     Tabulated)
 from wsd_jax.schedules.registry import SCHEDULES, from_config, get, to_config
 from wsd_jax.schedules.shapes import DECAY_SHAPES
 
@@ -33,6 +34,7 @@ cyclic_cosine = CyclicCosine
 infinite = Infinite
 inverse_sqrt = InverseSqrt
 branch = Branch
+splice = Splice
 tabulated = Tabulated
 
 

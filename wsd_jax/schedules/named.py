@@ -449,6 +449,22 @@ class Branch(Schedule):
 
 
 @schedule_class
+class Splice(Schedule):
+  """``first`` before ``at_step``, ``second`` from ``at_step`` on.
+
+  The effective schedule of a run whose schedule changed when it resumed,
+  e.g. a WSD-S main branch continued from a decayed branch at ``at_step``.
+  """
+  name = "splice"
+  first: Schedule = child()
+  at_step: int = steps()
+  second: Schedule = child()
+
+  def phases(self):
+    return [Phase(0, self.first), Phase(self.at_step, self.second)]
+
+
+@schedule_class
 class Tabulated(Schedule):
   """Per-step values: ``lr = values[step]``, the last value held after the end.
 

@@ -14,7 +14,7 @@ SCHEDULES: dict[str, type[Schedule]] = {
     cls.name: cls for cls in (
         named.Constant, named.Linear, named.Cosine, named.WSD, named.Rex,
         named.UBA, named.Power, named.WSDS, named.CyclicCosine,
-        named.Infinite, named.InverseSqrt, named.Branch, named.Tabulated)
+        named.Infinite, named.InverseSqrt, named.Branch, named.Splice, named.Tabulated)
 }
 
 
@@ -28,9 +28,10 @@ def get(name: str, **kwargs: Any) -> Schedule:
   if unknown := sorted(set(kwargs) - fields):
     raise ValueError(f"unknown argument(s) {unknown} for schedule {name!r}; "
                      f"it takes {sorted(fields)}")
-  if isinstance(kwargs.get("base"), Mapping) or hasattr(kwargs.get("base"),
-                                                        "to_dict"):
-    kwargs["base"] = from_config(kwargs["base"])
+  for key in ("base", "first", "second"):  # nested schedules
+    if isinstance(kwargs.get(key), Mapping) or hasattr(kwargs.get(key),
+                                                       "to_dict"):
+      kwargs[key] = from_config(kwargs[key])
   try:
     return cls(**kwargs)
   except TypeError as e:  # A missing required argument.
