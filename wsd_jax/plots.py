@@ -61,3 +61,25 @@ def curves(series: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str, *,
   if len(series) > 1 or hline is not None:
     ax.legend(fontsize=8)
   return _save(fig, path)
+
+
+def run_curves(workdir: str) -> list[str]:
+  """``plots/loss.png`` (train and eval loss) and ``plots/lr.png`` of a run."""
+  from wsd_jax.runs import rundir
+  rows = rundir.read_metrics(workdir)
+  if not rows:
+    return []
+  step = np.array([r["step"] for r in rows])
+  series = [("train loss", step, np.array([r["loss"] for r in rows]))]
+  ev = [r for r in rows if "eval_loss" in r]
+  if ev:
+    series.append(("eval loss", np.array([r["step"] for r in ev]),
+                   np.array([r["eval_loss"] for r in ev])))
+  out = os.path.join(workdir, "plots")
+  optimal = rundir.read_run(workdir).get("data", {}).get("optimal_loss")
+  return [
+      curves(series, os.path.join(out, "loss.png"), title="loss",
+             hline=optimal, hline_label="optimal loss"),
+      curves([("lr", step, np.array([r["lr"] for r in rows]))],
+             os.path.join(out, "lr.png"), ylabel="learning rate"),
+  ]

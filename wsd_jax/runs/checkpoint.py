@@ -1,0 +1,89 @@
+"""Orbax checkpoints of the train state and the grain iterator, saved together.
+
+A thin wrapper over ``ocp.CheckpointManager`` (``args=`` API): asynchronous
+saves, retention of the latest few plus every K-th step (the candidate branch
+points) plus listed steps, and a restore that skips a corrupt latest
+checkpoint with a warning. Orbax writes each step to a temporary directory and
+renames it on commit, so a kill during a save leaves no half-written step.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+from orbax.checkpoint import checkpoint_managers as policies
+
+
+class Checkpointer:
+  """Saves and restores ``(state, data iterator)`` pairs under ``directory``."""
+
+  def __init__(self, directory: str, *, keep_last: int = 3,
+               keep_every: int = 0, keep_steps: Iterable[int] = (),
+               async_save: bool = True, read_only: bool = False):
+    self.directory = os.path.abspath(directory)
+    keep = [policies.LatestN(max(int(keep_last), 1))]
+    if keep_every:
+      keep.append(policies.EveryNSteps(int(keep_every)))
+    if keep_steps:
+      keep.append(policies.CustomSteps(steps=[int(s) for s in keep_steps]))
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=policies.AnyPreservationPolicy(keep),
+        enable_async_checkpointing=async_save, read_only=read_only,
+        save_interval_steps=0 if read_only else 1,
+        create=not read_only, cleanup_tmp_directories=not read_only)
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options, item_names=("state", "data"))
+
+  def steps(self) -> list[int]:
+    """Committed steps, ascending."""
+    self._manager.reload()
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> int | None:
+    steps = self.steps()
+    return steps[-1] if steps else None
+
+  def save(self, step: int, state: Any, data_iter: Any) -> None:
+    """Starts an (async) save; the iterator's position is taken now."""
+    self._manager.save(int(step), args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=grain.checkpoint.CheckpointSave(data_iter)), force=True)
+
+  def restore(self, step: int, like_state: Any, data_iter: Any | None) -> Any:
+    """Restores ``step`` into the structure/shardings of ``like_state``; sets
+    ``data_iter`` to the saved position when given."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
+    items = dict(state=ocp.args.StandardRestore(abstract))
+    if data_iter is not None:
+      items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
+    restored = self._manager.restore(int(step),
+                                     args=ocp.args.Composite(**items))
+    return restored.state
+
+  def restore_latest(self, like_state: Any, data_iter: Any | None,
+                     at_most: int | None = None) -> tuple[int | None, Any]:
+    """Restores the newest readable step (``<= at_most``); a checkpoint that
+    fails to load is skipped with a warning. ``(None, like_state)`` if none."""
+    for step in reversed(self.steps()):
+      if at_most is not None and step > at_most:
+        continue
+      try:
+        return step, self.restore(step, like_state, data_iter)
+      except Exception as e:  # pylint: disable=broad-except
+        logging.warning("checkpoint %d in %s is unreadable (%s: %s); "
+                        "falling back to the previous one", step,
+                        self.directory, type(e).__name__, e)
+    return None, like_state
+
+  def wait(self) -> None:
+    """Blocks until the last async save is committed."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()

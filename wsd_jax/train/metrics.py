@@ -1,0 +1,49 @@
+"""Where metrics go besides metrics.jsonl: TensorBoard and a progress bar."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+
+class EventWriter:
+  """Scalars to TensorBoard event files (no TensorFlow needed)."""
+
+  def __init__(self, logdir: str):
+    self._writer = EventFileWriter(logdir)
+
+  def scalars(self, step: int, values: dict) -> None:
+    summary = summary_pb2.Summary(value=[
+        summary_pb2.Summary.Value(tag=k, simple_value=float(v))
+        for k, v in values.items() if isinstance(v, (int, float))])
+    self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=step,
+                                           summary=summary))
+
+  def close(self) -> None:
+    self._writer.close()
+
+
+class Progress:
+  """A tqdm bar with loss, LR and tokens/s; silent when disabled."""
+
+  def __init__(self, total: int, initial: int, enabled: bool, desc: str):
+    self._bar = None
+    if enabled:
+      from tqdm import tqdm
+      self._bar = tqdm(total=total, initial=initial, desc=desc, unit="step",
+                       file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+
+  def update(self, step: int, row: dict) -> None:
+    if self._bar is None:
+      return
+    self._bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}",
+                          tok_s=f"{row.get('tokens_per_s', 0):.3g}",
+                          refresh=False)
+    self._bar.update(step - self._bar.n)  # redraws at most once a second
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()

@@ -1,0 +1,104 @@
+"""The optimizer, the pure train step and the eval step.
+
+The learning rate is not baked into the optimizer: the step takes the
+schedule as an argument (a pytree), evaluates it at ``state.step`` and writes
+it into the ``inject_hyperparams`` state before the update. A sweep over
+schedule numbers therefore reuses one compiled step, and ``jax.vmap`` over a
+stacked schedule and stacked states trains a population in one program.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from wsd_jax.train.state import TrainState, add_tokens
+
+
+def make_optimizer(opt_config) -> optax.GradientTransformation:
+  """Any optax optimizer by name, with its LR injected at every step.
+
+  ``opt_config.name`` is an optax factory (``adamw``, ``adam``, ``sgd``,
+  ``nadamw``, ``lion``, ...); the other fields are its keyword arguments.
+  """
+  kwargs = dict(opt_config)
+  name = kwargs.pop("name")
+  factory = getattr(optax, name, None)
+  if factory is None or not callable(factory):
+    raise ValueError(f"unknown optimizer {name!r}: not an optax factory")
+  try:
+    return optax.inject_hyperparams(factory)(learning_rate=0.0, **kwargs)
+  except TypeError as e:
+    raise ValueError(f"optimizer {name!r}: {e}") from None
+
+
+def cross_entropy(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
+  """Per-token cross-entropy in nats, float32."""
+  return optax.softmax_cross_entropy_with_integer_labels(
+      logits_BxTxV.astype(jnp.float32), targets_BxT)
+
+
+def loss_fn(params, graphdef, batch) -> jax.Array:
+  model = nnx.merge(graphdef, params)
+  return cross_entropy(model(batch["inputs"]), batch["targets"]).mean()
+
+
+def train_step(state: TrainState, batch: dict, schedule: Callable, *,
+               graphdef: Any, tx: optax.GradientTransformation,
+               grad_clip: float | None, tokens_per_step: int
+               ) -> tuple[TrainState, dict]:
+  """One update. Pure: jit it once (see ``jit_train_step``) and vmap it freely.
+
+  A non-finite loss or gradient leaves params and optimizer state untouched
+  (the step counter still moves on) and is recorded in ``state.nonfinite`` and
+  ``state.first_nonfinite``; the loop decides whether to stop or go on.
+  """
+  loss, grads = jax.value_and_grad(loss_fn)(state.params, graphdef, batch)
+  grad_norm = optax.global_norm(grads)
+  if grad_clip:
+    scale = jnp.minimum(1.0, grad_clip / (grad_norm + 1e-12))
+    grads = jax.tree.map(lambda g: g * scale.astype(g.dtype), grads)
+  lr = schedule(state.step)
+  hyperparams = dict(state.opt_state.hyperparams, learning_rate=lr.astype(
+      state.opt_state.hyperparams["learning_rate"].dtype))
+  opt_state = state.opt_state._replace(hyperparams=hyperparams)
+  updates, new_opt_state = tx.update(grads, opt_state, state.params)
+  new_params = optax.apply_updates(state.params, updates)
+
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  keep = lambda new, old: jax.tree.map(
+      lambda n, o: jnp.where(finite, n, o), new, old)
+  state = TrainState(
+      params=keep(new_params, state.params),
+      opt_state=keep(new_opt_state, state.opt_state),
+      step=state.step + 1,
+      tokens=add_tokens(state.tokens, tokens_per_step),
+      rng=state.rng,
+      nonfinite=state.nonfinite + (~finite).astype(jnp.int32),
+      first_nonfinite=jnp.where((~finite) & (state.first_nonfinite < 0),
+                                state.step + 1, state.first_nonfinite))
+  return state, {"loss": loss, "grad_norm": grad_norm, "lr": lr,
+                 "first_nonfinite": state.first_nonfinite}
+
+
+def eval_step(params, batch: dict, *, graphdef) -> jax.Array:
+  """Per-token held-out loss ``[B, T]``."""
+  model = nnx.merge(graphdef, params)
+  return cross_entropy(model(batch["inputs"]), batch["targets"])
+
+
+def jit_train_step(*, graphdef, tx, grad_clip, tokens_per_step,
+                   state_sharding=None, batch_sharding=None):
+  """The step jitted once, with the state donated."""
+  fn = functools.partial(train_step, graphdef=graphdef, tx=tx,
+                         grad_clip=grad_clip, tokens_per_step=tokens_per_step)
+  kwargs = {}
+  if state_sharding is not None:
+    kwargs = dict(in_shardings=(state_sharding, batch_sharding, None),
+                  out_shardings=(state_sharding, None))
+  return jax.jit(fn, donate_argnums=(0,), **kwargs)
