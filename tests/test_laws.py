@@ -1,0 +1,264 @@
+"""Tests of wsd_jax.laws: areas, recovery of known parameters, bad inputs."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wsd_jax import laws
+from wsd_jax import schedules
+from wsd_jax.laws.multipower import MultiPowerLaw
+
+PEAK = 3e-4
+LUO_25M = dict(L0=3.040, A=0.525, alpha=0.508, B=363.8, C=2.066, beta=0.583,
+               gamma=0.641)
+ANNEALING_TRUTH = dict(L0=2.9, A=0.45, alpha=0.45, C=0.8)
+
+
+def noisy_curve(law, lrs, steps, rng, noise=1e-4):
+  losses = law.predict(lrs, steps)
+  return laws.Curve(lrs, steps, losses * (1 + noise * rng.standard_normal(
+      len(steps))))
+
+
+# ---- S1 and S2 against closed forms ---------------------------------------
+
+
+def test_areas_constant():
+  s1, s2 = laws.annealing_areas(np.full(100, 0.5))
+  s = np.arange(1, 101)
+  np.testing.assert_allclose(s1, 0.5 * s)
+  np.testing.assert_allclose(s2, 0.0, atol=1e-12)
+
+
+def test_areas_linear():
+  # lrs[i] = 1 - d i: the drop is d from step 2 on, m_k = d (1 - lam^(k-1)) /
+  # (1 - lam), S2(s) = d / (1 - lam) * (s - (1 - lam^s) / (1 - lam)).
+  d, lam, n = 1e-3, 0.99, 500
+  lrs = 1.0 - d * np.arange(n)
+  with jax.enable_x64(True):
+    s1, s2 = laws.annealing_areas(lrs, lam=lam)
+  s = np.arange(1, n + 1)
+  np.testing.assert_allclose(s1, s - d * s * (s - 1) / 2, rtol=1e-12)
+  closed = d / (1 - lam) * (s - (1 - lam**s) / (1 - lam))
+  np.testing.assert_allclose(s2, closed, rtol=1e-10, atol=1e-14)
+
+
+def test_areas_step():
+  # eta = a before step j0 (0-based), b after: one drop (a - b) at 1-based
+  # step j0 + 1, so S2(s) = (a - b) (1 - lam^(s - j0)) / (1 - lam), s > j0.
+  a, b, j0, lam, n = 1.0, 0.25, 40, 0.9, 120
+  lrs = np.where(np.arange(n) < j0, a, b)
+  with jax.enable_x64(True):
+    s1, s2 = laws.annealing_areas(lrs, lam=lam)
+  s = np.arange(1, n + 1)
+  np.testing.assert_allclose(s1, np.where(s <= j0, a * s, a * j0 + b * (s - j0)))
+  closed = np.where(s <= j0, 0.0, (a - b) * (1 - lam**(s - j0)) / (1 - lam))
+  np.testing.assert_allclose(s2, closed, rtol=1e-12, atol=1e-14)
+
+
+def test_warmup_counted_at_peak_or_as_run():
+  lrs = np.r_[np.linspace(0, 1, 10, endpoint=False), np.ones(10)]
+  at_peak, _ = laws.annealing_areas(lrs, warmup_steps=10)
+  as_run, s2 = laws.annealing_areas(lrs, warmup_steps=10,
+                                    count_warmup_at_peak=False)
+  np.testing.assert_allclose(at_peak[-1], 20.0)
+  np.testing.assert_allclose(as_run[-1], 14.5, rtol=1e-6)
+  np.testing.assert_allclose(s2, 0.0, atol=1e-7)  # warmup is not annealing
+
+
+# ---- the multi-power sum ----------------------------------------------------
+
+
+def test_multipower_sum_matches_naive_loop():
+  rng = np.random.default_rng(0)
+  lrs = np.sort(rng.uniform(1e-5, 3e-4, 60))[::-1].copy()
+  lrs[:20] = 3e-4
+  law = MultiPowerLaw(LUO_25M)
+  p = LUO_25M
+  naive = []
+  eta = np.r_[lrs[0], lrs]  # eta[0] = eta[1]; eta[tau] = lrs[tau - 1]
+  for t in range(1, 60):
+    ld = sum((eta[k - 1] - eta[k]) * (1 - (p["C"] * eta[k]**-p["gamma"] *
+             eta[k:t + 1].sum() + 1)**-p["beta"]) for k in range(1, t + 1))
+    naive.append(p["L0"] + p["A"] * eta[1:t + 1].sum()**-p["alpha"]
+                 - p["B"] * ld)
+  np.testing.assert_allclose(law.predict(lrs), naive, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["cosine", "wsd", "two_stage"])
+def test_blocked_fit_objective_matches_exact_sum(kind):
+  n = 20_001
+  if kind == "cosine":
+    sched = schedules.cosine(PEAK, n - 1, final_value=0.1 * PEAK)
+  elif kind == "wsd":
+    sched = schedules.wsd(PEAK, n - 1, 4000, decay_shape="1-sqrt")
+  else:
+    sched = schedules.splice(schedules.constant(PEAK), 12_000,
+                             schedules.constant(3e-5))
+  lrs = np.asarray(sched(np.arange(n)), np.float64)
+  steps = np.unique(np.r_[np.arange(100, n, 100), np.arange(12_001, 12_050)])
+  law = MultiPowerLaw(LUO_25M)
+  with jax.enable_x64(True):
+    params = {k: jnp.asarray(v) for k, v in LUO_25M.items()}
+    blocked = MultiPowerLaw._loss(params, MultiPowerLaw._curve_terms(
+        lrs, steps, law.options, "blocked"))
+  np.testing.assert_allclose(blocked, law.predict(lrs, steps), rtol=1e-6)
+
+
+# ---- recovery of known parameters ----------------------------------------
+
+
+def test_annealing_law_recovers_parameters():
+  n = 4000
+  truth = laws.AnnealingLaw(ANNEALING_TRUTH)
+  rng = np.random.default_rng(0)
+  steps = np.arange(20, n + 1, 20)
+  constant = np.full(n + 1, PEAK)
+  wsd = np.asarray(schedules.wsd(PEAK, n, 1000)(np.arange(n + 1)), np.float64)
+  curves = [noisy_curve(truth, constant, steps, rng),
+            noisy_curve(truth, wsd, steps, rng)]
+  fitted = laws.AnnealingLaw.fit(curves)
+  assert fitted.fit_info["r2"] > 0.999
+  for k, v in ANNEALING_TRUTH.items():
+    assert fitted.params[k] == pytest.approx(v, rel=0.02), k
+
+
+def test_multipower_law_recovers_parameters():
+  # Luo et al.'s 25M fit as truth; constant + cosine + two-stage runs whose
+  # second stages sit at three LRs (identifying gamma apart from C), each
+  # observed at every step right after its drop (identifying C and beta).
+  n = 4000
+  truth = MultiPowerLaw(LUO_25M)
+  rng = np.random.default_rng(0)
+  i = np.arange(n + 1)
+  every = np.arange(20, n + 1, 20)
+  cosine = np.asarray(schedules.cosine(PEAK, n, final_value=PEAK / 10)(i),
+                      np.float64)
+  curves = [noisy_curve(truth, np.full(n + 1, PEAK), every, rng),
+            noisy_curve(truth, cosine, every, rng)]
+  for at, low in ((1500, 1e-4), (2500, 3e-5), (3000, 1e-5)):
+    dense = np.unique(np.r_[every, np.arange(at + 1, at + 300)])
+    curves.append(noisy_curve(truth, np.where(i < at, PEAK, low), dense, rng))
+  fitted = MultiPowerLaw.fit(curves)
+  assert fitted.fit_info["r2"] > 0.999
+  for k, v in LUO_25M.items():
+    assert fitted.params[k] == pytest.approx(v, rel=0.02), k
+  wsd = np.asarray(schedules.wsd(PEAK, n, 800, decay_shape="1-sqrt")(i))
+  score = fitted.score(noisy_curve(truth, wsd, every, rng))
+  assert score["mean_rel_err"] < 2e-4 and score["r2"] > 0.999
+
+
+def test_predict_default_steps_and_score_keys():
+  law = laws.AnnealingLaw(ANNEALING_TRUTH)
+  lrs = np.full(11, PEAK)
+  pred = law.predict(lrs)
+  assert pred.shape == (10,)  # steps 1..len(lrs)-1
+  np.testing.assert_allclose(pred[-1], law.predict(lrs, [10])[0])
+  curve = laws.Curve(lrs, np.arange(1, 11), pred)
+  score = law.score(curve)
+  assert set(score) == {"mean_rel_err", "max_rel_err", "r2"}
+  assert score["max_rel_err"] < 1e-12
+  assert law.params == ANNEALING_TRUTH
+
+
+# ---- bad input ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lrs, steps, losses, match", [
+    (np.ones(10), [1, 2, 3], [3.0, 2.9], "mismatched lengths"),
+    (np.ones(10), [1, 2, 3], [3.0, 0.0, 2.8], r"losses\[1\]=0.0"),
+    (np.ones(10), [1, 2, 3], [3.0, -1.0, 2.8], r"losses\[1\]=-1.0"),
+    (np.ones(10), [1, 2, 3], [3.0, np.nan, 2.8], r"losses\[1\]=nan"),
+    (np.ones(10), [1, 2, 3], [3.0, np.inf, 2.8], r"losses\[1\]=inf"),
+    (np.ones(10), [1, 5, 10], [3.0, 2.9, 2.8], "step 10 is beyond"),
+    (np.ones(10), [0, 5, 9], [3.0, 2.9, 2.8], "steps must be >= 1"),
+    (np.r_[1.0, np.nan, np.ones(8)], [1, 2], [3.0, 2.9], r"lrs\[1\]=nan"),
+    (np.ones(10), [1, 1, 2], [3.0, 2.9, 2.8], "strictly increasing"),
+])
+def test_bad_curves_raise(lrs, steps, losses, match):
+  with pytest.raises(ValueError, match=match):
+    laws.Curve(lrs, steps, losses)
+
+
+@pytest.mark.parametrize("cls", [laws.AnnealingLaw, MultiPowerLaw])
+def test_too_few_points_raise(cls):
+  k = len(cls.param_names)
+  curve = laws.Curve(np.full(50, PEAK), np.arange(1, k + 1), np.full(k, 3.0))
+  with pytest.raises(ValueError, match=f"n_points={k}"):
+    cls.fit([curve])
+
+
+def test_predict_steps_beyond_lrs_raise():
+  with pytest.raises(ValueError, match="beyond the LR sequence"):
+    laws.AnnealingLaw(ANNEALING_TRUTH).predict(np.full(10, PEAK), [10])
+
+
+def test_poor_fit_raises_fit_error():
+  rng = np.random.default_rng(0)
+  curve = laws.Curve(np.full(401, PEAK), np.arange(1, 401),
+                     3.0 + 0.1 * rng.standard_normal(400))
+  with pytest.raises(laws.FitError, match="R\\^2"):
+    laws.AnnealingLaw.fit([curve])
+  assert issubclass(laws.FitError, RuntimeError)
+
+
+# ---- run directories ------------------------------------------------------
+
+
+def write_run(path, name, schedule, steps, losses, parent=None, fork_step=None):
+  path.mkdir(parents=True)
+  (path / "run.json").write_text(json.dumps({
+      "name": name, "parent": parent, "fork_step": fork_step,
+      "schedule": schedules.to_config(schedule)}))
+  with open(path / "metrics.jsonl", "w") as f:
+    for s, loss in zip(steps, losses):
+      f.write(json.dumps({"step": int(s), "loss": float(loss) + 0.1,
+                          "lr": float(schedule(int(s) - 1))}) + "\n")
+      if s % 10 == 0:
+        f.write(json.dumps({"step": int(s), "eval_loss": float(loss)}) + "\n")
+
+
+def test_from_run_main_and_branch(tmp_path):
+  base = schedules.constant(PEAK)
+  branch = schedules.branch(base, at_step=60, decay_steps=40)
+  main = tmp_path / "main"
+  write_run(main, "main", base, np.arange(1, 81), 4.0 - 0.01 * np.arange(80))
+  write_run(main / "branches" / "d40", "d40", branch, np.arange(61, 101),
+            3.0 - 0.01 * np.arange(40), parent="../..", fork_step=60)
+  curve = laws.Curve.from_run(main)
+  np.testing.assert_array_equal(curve.steps, np.arange(10, 81, 10))
+  np.testing.assert_allclose(curve.losses, 4.0 - 0.01 * (curve.steps - 1))
+  np.testing.assert_allclose(curve.lrs, np.full(81, PEAK), rtol=1e-6)
+  assert curve.name == "main" and curve.schedule_name == "constant"
+  b = laws.Curve.from_run(main / "branches" / "d40")
+  np.testing.assert_array_equal(b.steps, [70, 80, 90, 100])
+  np.testing.assert_allclose(b.losses, 3.0 - 0.01 * (b.steps - 61))
+  expected = np.r_[np.full(60, PEAK), PEAK * (1 - np.arange(41) / 40)]
+  np.testing.assert_allclose(b.lrs, expected, rtol=1e-6, atol=1e-12)
+  train = laws.Curve.from_run(main, metric="loss")
+  assert len(train) == 80
+
+
+# ---- schedule optimisation -------------------------------------------------
+
+
+def test_optimize_schedule_wsd_and_free():
+  law = MultiPowerLaw(LUO_25M)
+  n = 2000
+  cosine = np.asarray(schedules.cosine(PEAK, n)(np.arange(n + 1)), np.float64)
+  wsd = laws.optimize_schedule(law, n, PEAK, "wsd")
+  assert isinstance(wsd, schedules.WSD)
+  assert 0 < wsd.decay_steps <= n
+  free = laws.optimize_schedule(law, n, PEAK, "free", num_iters=150)
+  values = np.asarray(free(np.arange(n + 1)), np.float64)
+  assert np.all(np.diff(values) <= 1e-12) and values.max() <= PEAK * (1 + 1e-6)
+  losses = {k: law.predict(v, [n])[0] for k, v in [
+      ("cosine", cosine), ("wsd", np.asarray(wsd(np.arange(n + 1)))),
+      ("free", values)]}
+  assert losses["wsd"] < losses["cosine"]
+  assert losses["free"] < losses["wsd"] + 1e-4
+  with pytest.raises(ValueError, match="family"):
+    laws.optimize_schedule(law, n, PEAK, "cosine")

@@ -1,0 +1,128 @@
+"""Observed loss curves: the data a loss-curve law is fitted on.
+
+Step convention (shared with the trainer, see DESIGN.md): the loss observed at
+step ``s`` is measured after ``s`` optimizer updates, the ``i``-th of which
+(1-based) used ``lrs[i - 1] = schedule(i - 1)``. So the loss at step ``s``
+depends on ``lrs[0], ..., lrs[s - 1]``; in the papers' 1-based notation
+``eta_tau = lrs[tau - 1]`` for ``tau = 1..s``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Curve:
+  """One observed loss curve.
+
+  Attributes:
+    lrs: ``lrs[i]`` is the LR of step ``i`` (``schedule(i)``) for every step
+      from 0 through the last observed one, so ``len(lrs) > max(steps)``.
+    steps: observed steps, ``>= 1``, strictly increasing.
+    losses: ``losses[j]`` is the (positive, finite) loss at ``steps[j]``.
+    name: a label for tables and plots (the run name for ``from_run``).
+    schedule_name: the schedule's registry name, when known.
+  """
+
+  lrs: np.ndarray
+  steps: np.ndarray
+  losses: np.ndarray
+  name: str = ""
+  schedule_name: str = ""
+
+  def __post_init__(self):
+    lrs = np.asarray(self.lrs, dtype=np.float64)
+    steps = np.asarray(self.steps)
+    losses = np.asarray(self.losses, dtype=np.float64)
+    if lrs.ndim != 1 or steps.ndim != 1 or losses.ndim != 1:
+      raise ValueError(
+          f"lrs, steps and losses must be 1-D; got shapes {lrs.shape}, "
+          f"{steps.shape}, {losses.shape}")
+    if len(steps) != len(losses):
+      raise ValueError(
+          f"steps and losses have mismatched lengths: len(steps)={len(steps)}"
+          f" != len(losses)={len(losses)}")
+    if len(steps) == 0:
+      raise ValueError("a Curve needs at least one observed step; got 0")
+    if not np.all(np.isfinite(steps)) or np.any(steps != np.round(steps)):
+      raise ValueError(f"steps must be integers; got {steps}")
+    steps = steps.astype(np.int64)
+    validate_lrs(lrs, steps)
+    if np.any(np.diff(steps) <= 0):
+      raise ValueError(f"steps must be strictly increasing; got {steps}")
+    bad = ~np.isfinite(losses) | (losses <= 0)
+    if np.any(bad):
+      j = int(np.argmax(bad))
+      raise ValueError(
+          f"losses must be positive and finite; losses[{j}]={losses[j]} "
+          f"at step {steps[j]}")
+    object.__setattr__(self, "lrs", lrs)
+    object.__setattr__(self, "steps", steps)
+    object.__setattr__(self, "losses", losses)
+
+  def __len__(self) -> int:
+    return len(self.steps)
+
+  @classmethod
+  def from_run(cls, workdir: str | os.PathLike, metric: str = "eval_loss"
+               ) -> Curve:
+    """Reads a run directory (DESIGN.md layout) into a Curve.
+
+    ``metrics.jsonl`` lines without ``metric`` are skipped; the LRs are
+    rebuilt from ``run.json``'s schedule with
+    ``wsd_jax.schedules.from_config``. A branch's schedule config nests its
+    base schedule, so its LR sequence already includes the parent's prefix.
+
+    Args:
+      workdir: the run directory.
+      metric: the metrics.jsonl key to read as the loss.
+
+    Returns:
+      The curve, named after ``run.json``'s ``name``.
+    """
+    from wsd_jax import schedules  # pylint: disable=g-import-not-at-top
+
+    workdir = os.fspath(workdir)
+    with open(os.path.join(workdir, "run.json")) as f:
+      run = json.load(f)
+    steps, losses = [], []
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      for line in f:
+        if not line.strip():
+          continue
+        record = json.loads(line)
+        if metric in record and record[metric] is not None:
+          steps.append(int(record["step"]))
+          losses.append(float(record[metric]))
+    if not steps:
+      raise ValueError(f"no {metric!r} values in {workdir}/metrics.jsonl")
+    order = np.argsort(steps, kind="stable")
+    steps = np.asarray(steps)[order]
+    losses = np.asarray(losses)[order]
+    keep = np.r_[True, np.diff(steps) > 0]  # a resumed run may repeat steps
+    steps, losses = steps[keep], losses[keep]
+    schedule = schedules.from_config(run["schedule"])
+    lrs = np.asarray(schedule(np.arange(int(steps[-1]) + 1)), np.float64)
+    return cls(lrs, steps, losses, name=str(run.get("name", workdir)),
+               schedule_name=str(run["schedule"].get("name", "")))
+
+
+def validate_lrs(lrs: np.ndarray, steps: np.ndarray) -> None:
+  """Raises ValueError unless ``lrs`` is finite, >= 0 and covers ``steps``."""
+  if lrs.ndim != 1:
+    raise ValueError(f"lrs must be 1-D; got shape {lrs.shape}")
+  bad = ~np.isfinite(lrs) | (lrs < 0)
+  if np.any(bad):
+    i = int(np.argmax(bad))
+    raise ValueError(f"lrs must be finite and >= 0; lrs[{i}]={lrs[i]}")
+  if len(steps) and np.min(steps) < 1:
+    raise ValueError(f"steps must be >= 1; got step {np.min(steps)}")
+  if len(steps) and np.max(steps) >= len(lrs):
+    raise ValueError(
+        f"step {np.max(steps)} is beyond the LR sequence: len(lrs)="
+        f"{len(lrs)} must exceed the largest step")
