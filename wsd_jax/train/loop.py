@@ -80,8 +80,9 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
                        rngs=nnx.Rngs(int(config.seed)))
   graphdef, params = nnx.split(model)
   tx = make_optimizer(config.optimizer)
-  state = jax.device_put(state_lib.create(params, tx, int(config.seed)),
-                         sharding.replicated(mesh))
+  state = state_lib.create(params, tx, int(config.seed))
+  state = jax.device_put(state, sharding.state_sharding(mesh, state,
+                                                        config.mesh))
   groups, data_info = np.zeros(vocab, np.int32), {}
   if config.data.name == "bigram":
     spec = data_lib.bigram.spec_of(config.data)
@@ -196,7 +197,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   progress = metrics_lib.Progress(t.steps, step, t.progress,
                                   os.path.basename(os.path.abspath(workdir)))
   tokens_per_step = int(config.data.batch_size) * int(config.data.seq_len)
-  state_sh = jax.tree.map(lambda _: sharding.replicated(s.mesh), state)
+  state_sh = sharding.state_sharding(s.mesh, state, config.mesh)
   bsh = sharding.batch_sharding(s.mesh)
   step_fn = jit_train_step(graphdef=s.graphdef, tx=s.tx,
                            grad_clip=float(t.grad_clip) or None,
@@ -271,3 +272,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if t.plots and jax.process_index() == 0:
     plots.run_curves(workdir)
   return summary
+
+
+def train_population(configs: list[ml_collections.ConfigDict],
+                     workdirs: list[str], *,
+                     starts: list[Start | None] | None = None,
+                     lineage_infos: list[dict | None] | None = None
+                     ) -> list[dict]:
+  """Trains several runs; each ``workdirs[i]`` is an ordinary run directory.
+
+  Members that differ only in schedule numbers and seed are meant to be
+  trained as one vmapped program (population training).
+  """
+  n = len(configs)
+  starts = starts or [None] * n
+  lineage_infos = lineage_infos or [None] * n
+  return [train_and_evaluate(c, w, start=st, lineage_info=li)
+          for c, w, st, li in zip(configs, workdirs, starts, lineage_infos)]

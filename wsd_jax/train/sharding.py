@@ -28,6 +28,12 @@ def batch_sharding(mesh) -> NamedSharding:
   return NamedSharding(mesh, P("data"))
 
 
+def state_sharding(mesh, state, mesh_config):
+  """Shardings of the train state: replicated (pure data parallelism)."""
+  del mesh_config
+  return jax.tree.map(lambda _: replicated(mesh), state)
+
+
 def global_batch(local_batch: dict, sharding: NamedSharding) -> dict:
   """Assembles each process's rows into global arrays sharded over ``data``."""
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
