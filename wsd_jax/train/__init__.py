@@ -1,6 +1,7 @@
 """Train state, the jitted step, the loop and its config."""
 
 from wsd_jax.train.config import base_config, validate
+from wsd_jax.train import population
 from wsd_jax.train.loop import (NonFiniteLossError, Start, evaluate, setup,
                                 train_and_evaluate, train_population)
 from wsd_jax.train.state import TrainState, tokens_seen

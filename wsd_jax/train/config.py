@@ -41,6 +41,8 @@ def base_config() -> ml_collections.ConfigDict:
       name="adamw", b1=0.9, b2=0.95, weight_decay=0.0))
   c.train = ml_collections.ConfigDict(_TRAIN_DEFAULTS)
   c.mesh = ml_collections.ConfigDict(dict(data=-1))
+  # Optional: a sweep trained as one program (see train/population.py).
+  c.population = ml_collections.ConfigDict(dict(grid="", members=""))
   return c
 
 
@@ -48,7 +50,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int,
              process_count: int = 1) -> schedules.Schedule:
   """Checks a config; returns its schedule. Raises ``ValueError`` naming the
   bad key or value, before anything is compiled."""
-  known = set(base_config().keys()) | {"population"}
+  known = set(base_config().keys())
   if unknown := sorted(set(config.keys()) - known):
     raise ValueError(f"unknown config key(s) {unknown}; known: {sorted(known)}")
   if unknown := sorted(set(config.train.keys()) - set(_TRAIN_DEFAULTS)):

@@ -28,6 +28,7 @@ from wsd_jax.runs import rundir
 from wsd_jax.runs.checkpoint import Checkpointer
 from wsd_jax.train import config as config_lib
 from wsd_jax.train import metrics as metrics_lib
+from wsd_jax.train import population as population_lib
 from wsd_jax.train import sharding, state as state_lib
 from wsd_jax.train.step import eval_step, jit_train_step, make_optimizer
 
@@ -94,36 +95,43 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
                groups, data_info)
 
 
-def evaluate(s: Setup, params, eval_fn=None) -> dict:
-  """Mean held-out loss, and per entropy group for the bigram data."""
-  eval_fn = eval_fn or make_eval_fn(s)
-  num_groups = int(s.groups.max()) + 1
-  sums, counts = np.zeros(num_groups), np.zeros(num_groups)
-  bsh = sharding.batch_sharding(s.mesh)
-  for batch in s.eval_ds:
-    g_sum, g_count = jax.device_get(
-        eval_fn(params, sharding.global_batch(batch, bsh)))
-    sums += g_sum
-    counts += g_count
-  out = {"eval_loss": float(sums.sum() / counts.sum())}
-  if num_groups > 1:
-    out.update({f"eval_loss_group{g}": float(sums[g] / counts[g])
-                for g in range(num_groups)})
-  return out
-
-
-def make_eval_fn(s: Setup):
+def make_eval_fn(s: Setup, population: bool = False):
+  """Jitted ``params, batch -> (loss sums, token counts)`` per entropy group
+  (one group unless the data is the bigram corpus); vmapped over a population
+  of params when ``population``."""
   groups = jnp.asarray(s.groups)
   num_groups = int(s.groups.max()) + 1
 
-  @jax.jit
   def fn(params, batch):
     loss_BxT = eval_step(params, batch, graphdef=s.graphdef)
     seg = groups[batch["inputs"]].reshape(-1)
     return (jax.ops.segment_sum(loss_BxT.reshape(-1), seg, num_groups),
             jax.ops.segment_sum(jnp.ones_like(loss_BxT).reshape(-1), seg,
                                 num_groups))
-  return fn
+  return jax.jit(jax.vmap(fn, in_axes=(0, None)) if population else fn)
+
+
+def _eval_rows(sums: np.ndarray, counts: np.ndarray) -> dict:
+  out = {"eval_loss": float(sums.sum() / counts.sum())}
+  if len(sums) > 1:
+    out.update({f"eval_loss_group{g}": float(sums[g] / counts[g])
+                for g in range(len(sums))})
+  return out
+
+
+def evaluate(s: Setup, params, eval_fn=None, population: bool = False):
+  """Mean held-out loss (and per entropy group on the bigram data); a list
+  of such dicts, one per member, for a population of params."""
+  eval_fn = eval_fn or make_eval_fn(s, population)
+  sums = counts = 0.0
+  bsh = sharding.batch_sharding(s.mesh)
+  for batch in s.eval_ds:
+    g_sum, g_count = jax.device_get(
+        eval_fn(params, sharding.global_batch(batch, bsh)))
+    sums, counts = sums + g_sum, counts + g_count
+  if population:
+    return [_eval_rows(a, b) for a, b in zip(sums, counts)]
+  return _eval_rows(sums, counts)
 
 
 class _Preemption:
@@ -150,21 +158,33 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._old)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       start: Start | None = None,
-                       lineage_info: dict | None = None) -> dict:
-  """Trains ``config`` in ``workdir`` (resuming if it holds a run).
+@dataclasses.dataclass
+class _Member:
+  """One run of a (possibly one-member) population, prepared to train."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  setup: Setup
+  ckpt: Checkpointer
+  data_iter: Any
+  state: Any
+  step: int                     # the step training starts from
+  schedule: schedules.Schedule  # effective schedule (run.json)
 
-  Args:
-    config: a config as in ``configs/`` (see ``train.config.base_config``).
-    workdir: the run directory.
-    start: where to take the state from when ``workdir`` has no checkpoint
-      yet (a branch's fork point).
-    lineage_info: ``run.json`` fields for a new run (parent, fork_step, ...).
+  @property
+  def remaining(self) -> int:
+    return int(self.config.train.steps) - self.step
 
-  Returns:
-    A summary: final step, eval loss, paths.
-  """
+  def group_key(self) -> str:
+    """Members with equal keys train as one vmapped program."""
+    c = self.config.to_dict()
+    for k in ("seed", "schedule"):
+      c.pop(k)
+    c["train"].pop("steps")
+    return f"{c}|{jax.tree.structure(self.schedule)}|{self.remaining}"
+
+
+def _prepare(config, workdir, start, lineage_info) -> _Member:
+  """Validates, builds, restores (or starts) and records one run."""
   config = ml_collections.ConfigDict(config.to_dict())
   s = setup(config)
   t = config.train
@@ -189,89 +209,154 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     info.pop("resumed_from", None)
   schedule = lineage.record(workdir, config, s.schedule, step, info,
                             s.data_info, prefix)
-  logging.info("run %s: step %d -> %d", workdir, step, t.steps)
-  logs = rundir.MetricsLog(workdir, step)
-  prints = (rundir.MetricsLog(workdir, step, name="fingerprints.jsonl")
-            if t.fingerprints else None)
-  events = metrics_lib.EventWriter(os.path.join(workdir, "events"))
-  progress = metrics_lib.Progress(t.steps, step, t.progress,
-                                  os.path.basename(os.path.abspath(workdir)))
-  tokens_per_step = int(config.data.batch_size) * int(config.data.seq_len)
-  state_sh = sharding.state_sharding(s.mesh, state, config.mesh)
-  bsh = sharding.batch_sharding(s.mesh)
+  return _Member(config, workdir, s, ckpt, data_iter, state, step, schedule)
+
+
+def _stack(trees):
+  """Stacks pytrees on the host (no per-shape device programs to compile)."""
+  return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]),
+                      *trees)
+
+
+def _member_slice(tree, i):
+  return jax.tree.map(lambda x: np.asarray(x)[i], tree)
+
+
+def _train(members: list[_Member]) -> list[dict]:
+  """Trains members of equal shape together: one program, vmapped if > 1."""
+  first, n = members[0], len(members)
+  population = n > 1
+  t, s = first.config.train, first.setup
+  shared_data = not population or (
+      len({m.config.seed for m in members}) == 1 and
+      all(m.data_iter.get_state() == first.data_iter.get_state()
+          for m in members))
+  tokens_per_step = int(first.config.data.batch_size) * int(
+      first.config.data.seq_len)
+  if population:
+    state = _stack([m.state for m in members])
+    schedule = _stack([m.schedule for m in members])
+    state_sh = jax.tree.map(lambda _: sharding.replicated(s.mesh), state)
+    state = jax.device_put(state, state_sh)  # as the step will return it
+    bsh = sharding.batch_sharding(s.mesh)
+    if not shared_data:  # [member, batch, ...]: members unsharded
+      bsh = jax.sharding.NamedSharding(s.mesh, jax.sharding.PartitionSpec(
+          None, *bsh.spec))
+  else:
+    state, schedule = first.state, first.schedule
+    state_sh = sharding.state_sharding(s.mesh, state, first.config.mesh)
+    bsh = sharding.batch_sharding(s.mesh)
   step_fn = jit_train_step(graphdef=s.graphdef, tx=s.tx,
                            grad_clip=float(t.grad_clip) or None,
                            tokens_per_step=tokens_per_step,
-                           state_sharding=state_sh, batch_sharding=bsh)
-  eval_fn = make_eval_fn(s)
-  pending, last_time, last_step = None, time.perf_counter(), step
-  summary = {"workdir": workdir, "start_step": step}
+                           state_sharding=state_sh, batch_sharding=bsh,
+                           population=population, shared_batch=shared_data)
+  eval_fn = make_eval_fn(s, population)
+  writers = [metrics_lib.RunWriters(m.workdir, m.step, t.fingerprints)
+             for m in members]
+  label = (os.path.basename(os.path.abspath(first.workdir)) if n == 1 else
+           f"{n} members")
+  progress = metrics_lib.Progress(first.remaining, 0,
+                                  t.progress and jax.process_index() == 0,
+                                  label)
+  summaries = [{"workdir": m.workdir, "start_step": m.step} for m in members]
+  logging.info("training %s: %d steps from step %s", label, first.remaining,
+               sorted({m.step for m in members}))
+  pending, clock = None, [time.perf_counter(), 0]
 
-  def check_finite(first_nonfinite: int):
-    if not t.skip_nonfinite and first_nonfinite >= 0:
-      raise NonFiniteLossError(
-          f"non-finite loss or gradient at step {first_nonfinite}; the last "
-          f"checkpoint is step {ckpt.latest_step()} and was not overwritten. "
-          "Set config.train.skip_nonfinite=True to skip such steps instead.")
+  def check_finite(first_nonfinite) -> None:
+    if t.skip_nonfinite:
+      return
+    for m, bad in zip(members, np.atleast_1d(first_nonfinite)):
+      if bad >= 0:
+        raise NonFiniteLossError(
+            f"non-finite loss or gradient at step {int(bad)} in {m.workdir}; "
+            f"the last checkpoint is step {m.ckpt.latest_step()} and was not "
+            "overwritten. Set config.train.skip_nonfinite=True to skip such "
+            "steps instead.")
 
-  def flush(pending):
-    nonlocal last_time, last_step
-    at, m, extra = pending
+  def flush(pending) -> None:
+    done, m, extras = pending
     m = jax.device_get(m)
+    check_finite(m["first_nonfinite"])
     now = time.perf_counter()
-    dt = (now - last_time) / max(at - last_step, 1)
-    last_time, last_step = now, at
-    row = {"step": at, "tokens": at * tokens_per_step, "lr": float(m["lr"]),
-           "loss": float(m["loss"]), "grad_norm": float(m["grad_norm"]),
-           "step_time_s": dt, **extra}
-    check_finite(int(m["first_nonfinite"]))
-    logs.write([row])
-    events.scalars(at, row)
-    progress.update(at, dict(row, tokens_per_s=tokens_per_step / dt))
-    summary.update(row)
+    dt = (now - clock[0]) / max(done - clock[1], 1)
+    clock[:] = [now, done]
+    for i, member in enumerate(members):
+      if extras[i] is None:
+        continue
+      at = member.step + done
+      get = lambda k: float(np.asarray(m[k]).reshape(-1)[i])
+      row = {"step": at, "tokens": at * tokens_per_step, "lr": get("lr"),
+             "loss": get("loss"), "grad_norm": get("grad_norm"),
+             "step_time_s": dt, **extras[i]}
+      writers[i].row(row)
+      summaries[i].update(row)
+    row0 = summaries[0]
+    progress.update(done, dict(row0, tokens_per_s=n * tokens_per_step / dt))
 
+  def next_batch() -> dict:
+    batches = ([next(first.data_iter)] * n if shared_data else
+               [next(m.data_iter) for m in members])
+    for m, w, b in zip(members, writers, batches):
+      w.fingerprint(m.step + done + 1, data_lib.fingerprint(b))
+    batch = batches[0] if shared_data else _stack(batches)
+    return sharding.global_batch(batch, bsh)
+
+  done = 0
   with _Preemption() as preempt:
     try:
-      while step < t.steps:
-        batch = next(data_iter)
-        if prints is not None:
-          prints.write([{"step": step + 1,
-                         "batch": data_lib.fingerprint(batch)}])
-        state, m = step_fn(state, sharding.global_batch(batch, bsh), schedule)
-        step += 1
-        if pending is not None:       # the previous log step, now that the
-          flush(pending)              # next step is already dispatched
+      while done < first.remaining:
+        state, metrics = step_fn(state, next_batch(), schedule)
+        done += 1
+        if pending is not None:  # the previous log step's metrics, now that
+          flush(pending)         # the next step is already dispatched
           pending = None
-        last = step == t.steps
-        extra = {}
-        if step % t.eval_every == 0 or last:
-          extra = evaluate(s, state.params, eval_fn)
-        if step % t.log_every == 0 or last or extra:
-          pending = (step, m, extra)
-        if step % t.checkpoint_every == 0 or last or preempt.requested:
+        last = done == first.remaining
+        at = [m.step + done for m in members]
+        evals = [a % t.eval_every == 0 or last for a in at]
+        extras = [None] * n
+        if any(evals):
+          results = evaluate(s, state.params, eval_fn, population)
+          results = results if population else [results]
+          extras = [r if e else None for r, e in zip(results, evals)]
+        extras = [{} if (e is None and (a % t.log_every == 0 or last))
+                  else e for e, a in zip(extras, at)]
+        if any(e is not None for e in extras):
+          pending = (done, metrics, extras)
+        saves = [a % t.checkpoint_every == 0 or last or preempt.requested
+                 for a in at]
+        if any(saves):
           if pending is not None:
             flush(pending)
             pending = None
-          check_finite(int(state.first_nonfinite))  # never save a bad state
-          ckpt.save(step, state, data_iter)
+          check_finite(jax.device_get(state.first_nonfinite))  # never save
+          host = jax.device_get(state) if population else None  # bad state
+          for i, (m, save) in enumerate(zip(members, saves)):
+            if save:
+              m.ckpt.save(at[i], _member_slice(host, i) if population
+                          else state,
+                          first.data_iter if shared_data else m.data_iter)
         if preempt.requested:
-          logging.warning("SIGTERM: saved step %d in %s; rerun to resume",
-                          step, workdir)
-          summary["preempted"] = True
+          logging.warning("SIGTERM: saved %s at step %s; rerun to resume",
+                          label, at)
+          for summary in summaries:
+            summary["preempted"] = True
           break
       if pending is not None:
         flush(pending)
     finally:
-      ckpt.close()
-      logs.close()
-      if prints is not None:
-        prints.close()
-      events.close()
+      for m in members:
+        m.ckpt.close()
+      for w in writers:
+        w.close()
       progress.close()
-  summary.update(step=step, state=state, schedule=schedule)
-  if t.plots and jax.process_index() == 0:
-    plots.run_curves(workdir)
-  return summary
+  for i, (m, summary) in enumerate(zip(members, summaries)):
+    summary.update(step=m.step + done, schedule=m.schedule,
+                   state=_member_slice(state, i) if population else state)
+    if t.plots and jax.process_index() == 0:
+      plots.run_curves(m.workdir)
+  return summaries
 
 
 def train_population(configs: list[ml_collections.ConfigDict],
@@ -279,13 +364,67 @@ def train_population(configs: list[ml_collections.ConfigDict],
                      starts: list[Start | None] | None = None,
                      lineage_infos: list[dict | None] | None = None
                      ) -> list[dict]:
-  """Trains several runs; each ``workdirs[i]`` is an ordinary run directory.
+  """Trains several runs; ``workdirs[i]`` is an ordinary run directory.
 
-  Members that differ only in schedule numbers and seed are meant to be
-  trained as one vmapped program (population training).
+  Members that differ only in schedule numbers and seed (and have as many
+  steps left) are stacked and trained as ONE jitted, vmapped program: one
+  compilation for the whole group, every member's state and schedule a slice
+  of a stacked pytree. Members whose schedules differ in a static choice
+  (e.g. the decay shape) or in anything else are split into such groups,
+  trained one group after another. Members with the same seed share the
+  batches; otherwise each member reads its own data stream, exactly as its
+  own run would.
   """
   n = len(configs)
+  if len(workdirs) != n:
+    raise ValueError(f"{n} configs but {len(workdirs)} workdirs")
+  if len(set(map(os.path.abspath, workdirs))) != n:
+    raise ValueError(f"workdirs must be distinct, got {workdirs}")
   starts = starts or [None] * n
   lineage_infos = lineage_infos or [None] * n
-  return [train_and_evaluate(c, w, start=st, lineage_info=li)
-          for c, w, st, li in zip(configs, workdirs, starts, lineage_infos)]
+  members = [_prepare(c, w, st, li) for c, w, st, li in
+             zip(configs, workdirs, starts, lineage_infos)]
+  groups: dict[str, list[int]] = {}
+  for i, m in enumerate(members):
+    groups.setdefault(m.group_key(), []).append(i)
+  if len(groups) > 1:
+    logging.info("population of %d runs splits into %d groups that differ in "
+                 "static choices, length or config: sizes %s", n, len(groups),
+                 [len(g) for g in groups.values()])
+  results: list[dict] = [{}] * n
+  for idx in groups.values():
+    todo = [i for i in idx if members[i].remaining > 0]
+    for i in sorted(set(idx) - set(todo)):  # already complete
+      m = members[i]
+      m.ckpt.close()
+      rows = rundir.read_metrics(m.workdir)
+      results[i] = dict(rows[-1] if rows else {}, workdir=m.workdir,
+                        step=m.step, start_step=m.step, state=m.state,
+                        schedule=m.schedule)
+    if todo:
+      for i, r in zip(todo, _train([members[i] for i in todo])):
+        results[i] = r
+  return results
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       start: Start | None = None,
+                       lineage_info: dict | None = None) -> dict:
+  """Trains ``config`` in ``workdir`` (resuming if it holds a run).
+
+  Args:
+    config: a config as in ``configs/`` (see ``train.config.base_config``).
+    workdir: the run directory.
+    start: where to take the state from when ``workdir`` has no checkpoint
+      yet (a branch's fork point).
+    lineage_info: ``run.json`` fields for a new run (parent, fork_step, ...).
+
+  Returns:
+    A summary: final step, eval loss, the final state, the effective schedule;
+    for a config with a ``population``, ``{"members": [summary, ...]}``.
+  """
+  if population_lib.is_population(config):
+    configs, workdirs = population_lib.expand(config, workdir)
+    return {"workdir": workdir, "members": train_population(configs, workdirs)}
+  return train_population([config], [workdir], starts=[start],
+                          lineage_infos=[lineage_info])[0]

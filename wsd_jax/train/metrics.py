@@ -47,3 +47,37 @@ class Progress:
   def close(self) -> None:
     if self._bar is not None:
       self._bar.close()
+
+
+class RunWriters:
+  """metrics.jsonl, fingerprints.jsonl and TensorBoard of one run directory.
+
+  Only process 0 writes; on other processes every method does nothing.
+  """
+
+  def __init__(self, workdir: str, resume_step: int, fingerprints: bool):
+    import os
+    import jax
+    from wsd_jax.runs import rundir
+    self.enabled = jax.process_index() == 0
+    self.metrics = self.prints = self.events = None
+    if self.enabled:
+      self.metrics = rundir.MetricsLog(workdir, resume_step)
+      if fingerprints:
+        self.prints = rundir.MetricsLog(workdir, resume_step,
+                                        name="fingerprints.jsonl")
+      self.events = EventWriter(os.path.join(workdir, "events"))
+
+  def row(self, row: dict) -> None:
+    if self.enabled:
+      self.metrics.write([row])
+      self.events.scalars(row["step"], row)
+
+  def fingerprint(self, step: int, digest: str) -> None:
+    if self.prints is not None:
+      self.prints.write([{"step": step, "batch": digest}])
+
+  def close(self) -> None:
+    for w in (self.metrics, self.prints, self.events):
+      if w is not None:
+        w.close()

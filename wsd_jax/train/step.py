@@ -93,10 +93,17 @@ def eval_step(params, batch: dict, *, graphdef) -> jax.Array:
 
 
 def jit_train_step(*, graphdef, tx, grad_clip, tokens_per_step,
-                   state_sharding=None, batch_sharding=None):
-  """The step jitted once, with the state donated."""
+                   state_sharding=None, batch_sharding=None,
+                   population: bool = False, shared_batch: bool = True):
+  """The step jitted once, with the state donated.
+
+  With ``population`` the step is vmapped over stacked states and stacked
+  schedules (and stacked batches unless ``shared_batch``).
+  """
   fn = functools.partial(train_step, graphdef=graphdef, tx=tx,
                          grad_clip=grad_clip, tokens_per_step=tokens_per_step)
+  if population:
+    fn = jax.vmap(fn, in_axes=(0, None if shared_batch else 0, 0))
   kwargs = {}
   if state_sharding is not None:
     kwargs = dict(in_shardings=(state_sharding, batch_sharding, None),

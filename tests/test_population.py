@@ -1,0 +1,148 @@
+"""Population training: a sweep as one vmapped program equals its runs."""
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from wsd_jax.runs import branching, rundir
+from wsd_jax.train import (Start, base_config, population, train_and_evaluate,
+                           train_population)
+
+
+def tiny(**schedule) -> ml_collections.ConfigDict:
+  c = base_config()
+  c.data.update(vocab_size=16, seq_len=8, batch_size=16, eval_batches=2)
+  c.schedule = ml_collections.ConfigDict(dict(
+      name="wsd", peak_value=0.05, total_steps=40, decay_steps=10,
+      warmup_steps=5))
+  c.schedule.update(schedule)
+  c.train.update(steps=40, log_every=5, eval_every=20, checkpoint_every=20,
+                 progress=False, plots=False)
+  return c
+
+
+def losses(workdir, key="loss"):
+  return np.array([r[key] for r in rundir.read_metrics(workdir) if key in r])
+
+
+def assert_same_run(a, b, rtol=2e-5):
+  for key in ("loss", "grad_norm", "lr", "eval_loss"):
+    np.testing.assert_allclose(losses(a, key), losses(b, key), rtol=rtol,
+                               err_msg=f"{key}: {a} vs {b}")
+
+
+class CompileCounter:
+  def __enter__(self):
+    self.count = 0
+    def listener(event, duration, **kwargs):
+      del duration, kwargs
+      if event == "/jax/core/compile/backend_compile_duration":
+        self.count += 1
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    return self
+
+  def __exit__(self, *exc):
+    jax.monitoring.clear_event_listeners()
+
+
+def test_grid_members_equal_their_standalone_runs(tmp_path):
+  train_and_evaluate(tiny(), str(tmp_path / "warm_up"))  # eager-op compiles
+  c = tiny()
+  c.population.grid = "peak_value=0.01,0.05;decay_fraction=0.25,0.5"
+  with CompileCounter() as pop:
+    out = train_and_evaluate(c, str(tmp_path / "pop"))
+  listing = json.loads((tmp_path / "pop" / "population.json").read_text())
+  assert [m["values"] for m in listing["members"]] == [
+      {"peak_value": 0.01, "decay_fraction": 0.25},
+      {"peak_value": 0.01, "decay_fraction": 0.5},
+      {"peak_value": 0.05, "decay_fraction": 0.25},
+      {"peak_value": 0.05, "decay_fraction": 0.5}]
+  assert len(out["members"]) == 4
+  with CompileCounter() as one:
+    train_and_evaluate(tiny(peak_value=0.05, decay_steps=20),
+                       str(tmp_path / "one"))
+  # The four members compile what one run compiles: one vmapped program.
+  assert pop.count == one.count
+  assert_same_run(out["members"][3]["workdir"], tmp_path / "one")
+  # Each member is an ordinary run: its schedule in run.json is its own.
+  run = rundir.read_run(out["members"][1]["workdir"])
+  assert run["schedule"]["kwargs"]["decay_steps"] == 20
+  assert run["schedule"]["kwargs"]["peak_value"] == 0.01
+  finals = [m["eval_loss"] for m in out["members"]]
+  assert len(set(finals)) == 4  # the members really differ
+
+
+def test_seeds_read_their_own_data(tmp_path):
+  configs = [tiny(), tiny()]
+  configs[1].seed = 7
+  out = train_population(configs, [str(tmp_path / "a"), str(tmp_path / "b")])
+  train_and_evaluate(configs[1], str(tmp_path / "b_alone"))
+  assert_same_run(tmp_path / "b", tmp_path / "b_alone")
+  assert out[0]["eval_loss"] != out[1]["eval_loss"]
+
+
+def test_static_differences_split_into_groups(tmp_path):
+  configs = [tiny(decay_shape="linear"), tiny(decay_shape="cosine"),
+             tiny(decay_shape="cosine", peak_value=0.02)]
+  with CompileCounter() as counter:
+    train_population(configs, [str(tmp_path / f"m{i}") for i in range(3)])
+  with CompileCounter() as one:
+    train_and_evaluate(configs[2], str(tmp_path / "alone"))
+  assert counter.count == 2 * one.count  # two groups, two programs
+  assert_same_run(tmp_path / "m2", tmp_path / "alone")
+
+
+def test_branches_from_several_fork_steps_in_one_program(tmp_path):
+  """Equal-length decays from different checkpoints share one program."""
+  main = tiny(decay_steps=0)
+  main.train.update(checkpoint_every=10, keep_last=5)
+  train_and_evaluate(main, str(tmp_path))
+  sequential = [branching.branch(str(tmp_path), s, 10, "1-sqrt",
+                                 name=f"seq{s}") for s in (10, 20, 30)]
+  configs, dirs, starts, infos = [], [], [], []
+  for s in (10, 20, 30):
+    c = ml_collections.ConfigDict(rundir.read_config(rundir.branch_dir(
+        str(tmp_path), f"seq{s}")))
+    configs.append(c)
+    dirs.append(rundir.branch_dir(str(tmp_path), f"pop{s}"))
+    starts.append(Start(rundir.checkpoint_dir(str(tmp_path)), s))
+    infos.append({"parent": "../..", "fork_step": s})
+  with CompileCounter() as counter:
+    out = train_population(configs, dirs, starts=starts, lineage_infos=infos)
+  for seq, pop in zip(sequential, out):
+    assert pop["step"] == seq["step"]
+    assert_same_run(seq["workdir"], pop["workdir"])
+  assert counter.count <= 3  # step + eval (+ a small helper), not 3x that
+
+
+def test_a_member_can_be_branched(tmp_path):
+  c = tiny(decay_steps=0)
+  c.population.members = "peak_value=0.01;peak_value=0.03"
+  out = train_and_evaluate(c, str(tmp_path))
+  member = out["members"][1]["workdir"]
+  summary = branching.branch(member, 20, 10, "linear", name="decay")
+  assert summary["step"] == 30
+  assert rundir.read_run(summary["workdir"])["fork_step"] == 20
+
+
+@pytest.mark.parametrize("spec,match", [
+    (dict(grid="peak_value=0.1;optimizer=sgd"), "neither 'seed' nor"),
+    (dict(grid="peak_value"), "not KEY=VALUES"),
+    (dict(grid="decay_fraction=1.5"), "decay_fraction"),
+])
+def test_bad_population_specs(tmp_path, spec, match):
+  c = tiny()
+  c.population.update(spec)
+  with pytest.raises(ValueError, match=match):
+    population.expand(c, str(tmp_path))
+
+
+def test_members_parse():
+  p = ml_collections.ConfigDict(dict(grid="", members="peak_value=1e-3,seed=2;"
+                                     "decay_shape=cosine"))
+  assert population.members(p) == [{"peak_value": 1e-3, "seed": 2},
+                                   {"decay_shape": "cosine"}]
