@@ -10,6 +10,7 @@ renames it on commit, so a kill during a save leaves no half-written step.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Iterable
 
 import grain
@@ -26,6 +27,7 @@ class Checkpointer:
                keep_every: int = 0, keep_steps: Iterable[int] = (),
                async_save: bool = True, read_only: bool = False):
     self.directory = os.path.abspath(directory)
+    self._read_only = read_only
     keep = [policies.LatestN(max(int(keep_last), 1))]
     if keep_every:
       keep.append(policies.EveryNSteps(int(keep_every)))
@@ -68,7 +70,9 @@ class Checkpointer:
   def restore_latest(self, like_state: Any, data_iter: Any | None,
                      at_most: int | None = None) -> tuple[int | None, Any]:
     """Restores the newest readable step (``<= at_most``); a checkpoint that
-    fails to load is skipped with a warning. ``(None, like_state)`` if none."""
+    fails to load is skipped with a warning and, unless read-only, moved to
+    ``<directory>.unreadable/`` so that the step can be saved again.
+    ``(None, like_state)`` if none."""
     for step in reversed(self.steps()):
       if at_most is not None and step > at_most:
         continue
@@ -78,7 +82,18 @@ class Checkpointer:
         logging.warning("checkpoint %d in %s is unreadable (%s: %s); "
                         "falling back to the previous one", step,
                         self.directory, type(e).__name__, e)
+        self._quarantine(step)
     return None, like_state
+
+  def _quarantine(self, step: int) -> None:
+    if self._read_only or jax.process_index() != 0:
+      return
+    dest = os.path.join(f"{self.directory}.unreadable",
+                        f"{step}.{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    os.replace(os.path.join(self.directory, str(step)), dest)
+    logging.warning("moved unreadable checkpoint %d to %s", step, dest)
+    self._manager.reload()
 
   def wait(self) -> None:
     """Blocks until the last async save is committed."""
