@@ -87,13 +87,15 @@ def record(workdir: str, config: ml_collections.ConfigDict,
           f"schedule may change on resume. Differences: {'; '.join(diff)}")
     old = schedules.from_config(run["schedule"])
     base = prefix or old
-    effective = schedule if _continues(base, schedule, step) else (
+    effective = base if _continues(base, schedule, step) else (
         schedules.splice(base, step, schedule))
-    if effective is not old:
+    if effective != old:
       logging.warning("%s: schedule from step %d is now %s", workdir, step,
                       schedules.to_config(schedule))
   if info.get("resumed_from"):
-    run["resumes"].append(dict(info["resumed_from"], step=step))
+    event = dict(info["resumed_from"], step=step)
+    if event not in run["resumes"]:  # a rerun after a failed start
+      run["resumes"].append(event)
   run["schedule"] = schedules.to_config(effective)
   if jax.process_index() == 0:
     rundir.write_json(os.path.join(workdir, rundir.CONFIG), new_cfg)
