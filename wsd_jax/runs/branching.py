@@ -87,7 +87,9 @@ def continue_from_branch(config: ml_collections.ConfigDict, workdir: str,
     raise ValueError(f"branch {name!r} has not finished its decay (needs a "
                      f"checkpoint at step {end}, has {bsteps}); rerun it first")
   latest = max(_checkpoint_steps(workdir), default=None)
-  if latest is not None and brun["fork_step"] < latest < end:
+  resumed = any(r.get("branch") == name
+                for r in rundir.read_run(workdir).get("resumes", []))
+  if latest is not None and latest > brun["fork_step"] and not resumed:
     raise ValueError(
         f"the main run in {workdir} has trained past the fork step "
         f"{brun['fork_step']} of branch {name!r} (latest checkpoint {latest});"
