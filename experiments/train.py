@@ -29,10 +29,11 @@ def main(argv):
                                              _FROM_BRANCH.value)
   else:
     summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  logging.info("done: step %d, eval_loss %s", summary["step"],
-               summary.get("eval_loss"))
-  print(f"{_WORKDIR.value}: step {summary['step']}, "
-        f"eval_loss {summary.get('eval_loss', float('nan')):.5f}")
+  for run in summary.get("members", [summary]):
+    logging.info("done: %s step %d, eval_loss %s", run["workdir"],
+                 run["step"], run.get("eval_loss"))
+    print(f"{run['workdir']}: step {run['step']}, "
+          f"eval_loss {run.get('eval_loss', float('nan')):.5f}")
 
 
 if __name__ == "__main__":
