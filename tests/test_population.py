@@ -74,6 +74,9 @@ def test_grid_members_equal_their_standalone_runs(tmp_path):
   assert run["schedule"]["kwargs"]["peak_value"] == 0.01
   finals = [m["eval_loss"] for m in out["members"]]
   assert len(set(finals)) == 4  # the members really differ
+  table = (tmp_path / "pop" / "population.md").read_text()
+  assert f"{finals[2]:.5f}" in table and "decay_fraction" in table
+  assert (tmp_path / "pop" / "plots" / "population.png").stat().st_size > 5000
 
 
 def test_seeds_read_their_own_data(tmp_path):

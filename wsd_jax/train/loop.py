@@ -425,6 +425,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   if population_lib.is_population(config):
     configs, workdirs = population_lib.expand(config, workdir)
-    return {"workdir": workdir, "members": train_population(configs, workdirs)}
+    summaries = train_population(configs, workdirs)
+    if jax.process_index() == 0:
+      population_lib.report(workdir, summaries)
+    return {"workdir": workdir, "members": summaries}
   return train_population([config], [workdir], starts=[start],
                           lineage_infos=[lineage_info])[0]
