@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _save(fig, path: str) -> str:
+def save(fig, path: str) -> str:
+  """Writes a figure as PNG (creating its folder) and closes it."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -38,7 +39,7 @@ def schedule_grid(schedules: Mapping[str, object], total_steps: int,
     ax.set_xlabel("step")
   for ax in axes[:, 0]:
     ax.set_ylabel("learning rate")
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def curves(series: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str, *,
@@ -60,7 +61,7 @@ def curves(series: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str, *,
   ax.grid(alpha=0.3)
   if len(series) > 1 or hline is not None:
     ax.legend(fontsize=8)
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def run_curves(workdir: str) -> list[str]:

@@ -59,7 +59,7 @@ def fig_groups(plan, workdir, oracle, path) -> str:
                fontsize=9)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
-  return plots._save(fig, path)  # pylint: disable=protected-access
+  return plots.save(fig, path)
 
 
 def fig_river_hill(plan, table, path) -> str:
@@ -83,7 +83,7 @@ def fig_valley(table, path) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
   axes[0].set_ylabel("excess eval loss")
-  return plots._save(fig, path)  # pylint: disable=protected-access
+  return plots.save(fig, path)
 
 
 def fig_equal_compute(plan, workdir, table, path) -> str:
@@ -114,7 +114,7 @@ def fig_equal_compute(plan, workdir, table, path) -> str:
   bx.set_ylabel("final eval loss (mean ± std over seeds)")
   bx.grid(alpha=0.3)
   bx.legend(fontsize=8)
-  return plots._save(fig, path)  # pylint: disable=protected-access
+  return plots.save(fig, path)
 
 
 def markdown(t: dict) -> str:
