@@ -6,13 +6,18 @@ r"""Trains a config into a run directory; rerunning the same command resumes.
 ``--from_branch=NAME`` is WSD-S: the main branch in ``--workdir``, stopped at
 the fork step of ``branches/NAME``, continues from that branch's decayed state
 at the main schedule's LR (no re-warmup).
+
+Several processes (a TPU pod slice, SLURM, mpirun: detected; elsewhere pass
+``--coordinator_address=HOST0:PORT --num_processes=N --process_id=I`` to each)
+form one JAX runtime before anything touches a device; see
+``wsd_jax.train.distributed``.
 """
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from wsd_jax.runs import branching
-from wsd_jax.train import train_and_evaluate
+from wsd_jax.train import distributed, train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/bigram.py",
                                           "Config file.", lock_config=True)
@@ -21,9 +26,19 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.",
 _FROM_BRANCH = flags.DEFINE_string(
     "from_branch", None, "WSD-S: continue from this branch's decayed state.")
 
+# Multi-process start-up (not needed on TPU pods, SLURM or mpirun).
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 (any free port).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "This process's index (0-based).")
+
 
 def main(argv):
   del argv
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
+                         _PROCESS_ID.value)
   if _FROM_BRANCH.value:
     summary = branching.continue_from_branch(_CONFIG.value, _WORKDIR.value,
                                              _FROM_BRANCH.value)
