@@ -53,13 +53,19 @@ def format_tree(nodes: list[dict]) -> str:
 
 
 def plot_tree(nodes: list[dict], path: str) -> str:
-  """Every run's eval loss (train loss if none) against step, on one axis."""
+  """Every run's eval loss (train loss if none) against step, on one axis;
+  a branch's line starts at its parent's last point up to the fork step."""
   import numpy as np
   from wsd_jax import plots
-  series = []
+  series, parent_at_depth = [], {}
   for n in nodes:
+    parent_at_depth[n["depth"]] = n
     rows = [r for r in n["metrics"] if "eval_loss" in r] or n["metrics"]
     key = "eval_loss" if rows and "eval_loss" in rows[0] else "loss"
+    if n["depth"] and n["fork_step"] is not None:
+      before = [r for r in parent_at_depth[n["depth"] - 1]["metrics"]
+                if r["step"] <= n["fork_step"] and key in r]
+      rows = before[-1:] + rows
     if rows:
       series.append((n["name"], np.array([r["step"] for r in rows]),
                      np.array([r[key] for r in rows])))
