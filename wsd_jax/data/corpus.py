@@ -126,3 +126,18 @@ def describe(path: str) -> dict:
   return {"corpus": "python-stdlib-docstrings",
           "python": sys.version.split()[0],
           "bytes": os.path.getsize(path), "path": path}
+
+
+def use_stdlib_corpus(config, workdir: str) -> dict:
+  """A study config's trainer reads the corpus, written into ``workdir``.
+
+  Sets ``config.train_config.data.paths`` unless it is already set (then that
+  text is used); ``config.corpus_max_bytes`` caps the corpus. Returns
+  ``describe`` of the text used.
+  """
+  data = config.train_config.data
+  if not data.get("paths", ""):
+    data.paths = stdlib_corpus(os.path.join(workdir, "stdlib_docstrings.txt"),
+                               max_bytes=config.get("corpus_max_bytes", None))
+    return describe(data.paths)
+  return {"corpus": str(data.paths)}
