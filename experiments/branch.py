@@ -9,6 +9,7 @@ rerunning the same command resumes it.
 
 from absl import app, flags
 
+from experiments import cli
 from wsd_jax.runs import branching
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Main run directory.",
@@ -24,6 +25,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False,
                                "Replace an existing branch of that name.")
 
 
+@cli.friendly_errors
 def main(argv):
   del argv
   summary = branching.branch(_WORKDIR.value, _FROM.value, _DECAY.value,

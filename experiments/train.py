@@ -16,6 +16,7 @@ form one JAX runtime before anything touches a device; see
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments import cli
 from wsd_jax.runs import branching
 from wsd_jax.train import distributed, train_and_evaluate
 
@@ -35,6 +36,7 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None,
                                    "This process's index (0-based).")
 
 
+@cli.friendly_errors
 def main(argv):
   del argv
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,

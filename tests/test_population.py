@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from wsd_jax.runs import branching, rundir
-from wsd_jax.train import (Start, base_config, population, train_and_evaluate,
-                           train_population)
+from wsd_jax.train import (base_config, population, train_and_evaluate,
+                           train_population, train_specs)
 
 
 def tiny(**schedule) -> ml_collections.ConfigDict:
@@ -106,16 +106,10 @@ def test_branches_from_several_fork_steps_in_one_program(tmp_path):
   train_and_evaluate(main, str(tmp_path))
   sequential = [branching.branch(str(tmp_path), s, 10, "1-sqrt",
                                  name=f"seq{s}") for s in (10, 20, 30)]
-  configs, dirs, starts, infos = [], [], [], []
-  for s in (10, 20, 30):
-    c = ml_collections.ConfigDict(rundir.read_config(rundir.branch_dir(
-        str(tmp_path), f"seq{s}")))
-    configs.append(c)
-    dirs.append(rundir.branch_dir(str(tmp_path), f"pop{s}"))
-    starts.append(Start(rundir.checkpoint_dir(str(tmp_path)), s))
-    infos.append({"parent": "../..", "fork_step": s})
+  specs = [branching.branch_spec(str(tmp_path), s, 10, "1-sqrt",
+                                 name=f"pop{s}") for s in (10, 20, 30)]
   with CompileCounter() as counter:
-    out = train_population(configs, dirs, starts=starts, lineage_infos=infos)
+    out = train_specs(specs)
   for seq, pop in zip(sequential, out):
     assert pop["step"] == seq["step"]
     assert_same_run(seq["workdir"], pop["workdir"])

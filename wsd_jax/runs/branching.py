@@ -16,7 +16,7 @@ import ml_collections
 from wsd_jax import schedules
 from wsd_jax.runs import rundir
 from wsd_jax.runs.checkpoint import Checkpointer
-from wsd_jax.train.loop import Start, train_and_evaluate
+from wsd_jax.train.loop import RunSpec, Start, train_and_evaluate, train_specs
 
 
 def _config(workdir: str) -> ml_collections.ConfigDict:
@@ -31,14 +31,15 @@ def branch_name(from_step: int, decay_steps: int, decay_shape: str) -> str:
   return f"{decay_shape}_from{from_step}_d{decay_steps}"
 
 
-def branch(workdir: str, from_step: int, decay_steps: int,
-           decay_shape: str = "linear", final_value: float = 0.0,
-           name: str | None = None, overwrite: bool = False,
-           train_overrides: dict | None = None) -> dict:
-  """Forks a decay from ``workdir``'s checkpoint at ``from_step``.
+def branch_spec(workdir: str, from_step: int, decay_steps: int,
+                decay_shape: str = "linear", final_value: float = 0.0,
+                name: str | None = None, overwrite: bool = False,
+                train_overrides: dict | None = None) -> RunSpec:
+  """Lays out (without training) a decay branch of ``workdir`` forked at
+  ``from_step``; ``train_specs`` trains a list of them together.
 
-  Rerunning the same branch resumes it; a different branch under an existing
-  name is refused unless ``overwrite``.
+  A branch of the same spec under ``name`` is resumed; a different one is
+  refused unless ``overwrite`` (then it is deleted).
   """
   main_run = rundir.read_run(workdir)
   steps = _checkpoint_steps(workdir)
@@ -63,11 +64,24 @@ def branch(workdir: str, from_step: int, decay_steps: int,
   config.schedule = ml_collections.ConfigDict(schedules.to_config(sched))
   config.train.steps = int(from_step) + int(decay_steps)
   config.train.update(train_overrides or {})
-  return train_and_evaluate(
-      config, bdir,
-      start=Start(rundir.checkpoint_dir(workdir), int(from_step)),
-      lineage_info={"parent": os.path.join("..", ".."),
-                    "fork_step": int(from_step)})
+  return RunSpec(config, bdir,
+                    Start(rundir.checkpoint_dir(workdir), int(from_step)),
+                    {"parent": os.path.join("..", ".."),
+                     "fork_step": int(from_step)})
+
+
+def branch(workdir: str, from_step: int, decay_steps: int,
+           decay_shape: str = "linear", final_value: float = 0.0,
+           name: str | None = None, overwrite: bool = False,
+           train_overrides: dict | None = None) -> dict:
+  """Forks a decay from ``workdir``'s checkpoint at ``from_step`` and trains it.
+
+  Rerunning the same branch resumes it; a different branch under an existing
+  name is refused unless ``overwrite``.
+  """
+  return train_specs([branch_spec(workdir, from_step, decay_steps,
+                                  decay_shape, final_value, name, overwrite,
+                                  train_overrides)])[0]
 
 
 def continue_from_branch(config: ml_collections.ConfigDict, workdir: str,

@@ -24,8 +24,8 @@ import time
 import ml_collections
 
 from wsd_jax import schedules
-from wsd_jax.runs import rundir
-from wsd_jax.train import Start, train_population
+from wsd_jax.runs import branching, rundir
+from wsd_jax.train import RunSpec, train_specs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,40 +125,21 @@ def run_config(plan: Plan, seed: int, schedule: schedules.Schedule,
   return c
 
 
-@dataclasses.dataclass
-class Member:
-  """One run to train: the arguments of ``train_population``."""
-  config: ml_collections.ConfigDict
-  workdir: str
-  start: Start | None = None
-  lineage_info: dict | None = None
+def _branch(plan: Plan, main: str, from_step: int, decay_steps: int,
+            name: str) -> RunSpec:
+  """A linear decay branch of ``main`` to the study's final LR."""
+  return branching.branch_spec(
+      main, from_step, decay_steps, "linear", plan.final, name,
+      train_overrides={"checkpoint_every": from_step + decay_steps})
 
 
-def branch_member(main: str, from_step: int, decay_steps: int,
-                  final_value: float, name: str) -> Member:
-  """A decay branch of ``main`` as ``runs.branching.branch`` lays it out
-  (same schedule, directory, fork point and lineage), for population
-  training."""
-  config = ml_collections.ConfigDict(rundir.read_config(main))
-  base = schedules.from_config(rundir.read_run(main)["schedule"])
-  sched = schedules.branch(base, int(from_step), int(decay_steps), "linear",
-                           float(final_value))
-  config.schedule = ml_collections.ConfigDict(schedules.to_config(sched))
-  config.train.update(steps=int(from_step) + int(decay_steps),
-                      checkpoint_every=int(from_step) + int(decay_steps))
-  return Member(config, rundir.branch_dir(main, name),
-                Start(rundir.checkpoint_dir(main), int(from_step)),
-                {"parent": os.path.join("..", ".."),
-                 "fork_step": int(from_step)})
-
-
-def _finished(member: Member) -> bool:
+def _finished(member: RunSpec) -> bool:
   rows = rundir.read_metrics(member.workdir) if rundir.is_run(
       member.workdir) else []
   return bool(rows) and rows[-1]["step"] >= int(member.config.train.steps)
 
 
-def train(label: str, members: list[Member]) -> None:
+def train(label: str, members: list[RunSpec]) -> None:
   """Trains the unfinished members as one population, printing progress."""
   todo = [m for m in members if not _finished(m)]
   if not todo:
@@ -166,9 +147,7 @@ def train(label: str, members: list[Member]) -> None:
           flush=True)
     return
   start = time.perf_counter()
-  train_population([m.config for m in todo], [m.workdir for m in todo],
-                   starts=[m.start for m in todo],
-                   lineage_infos=[m.lineage_info for m in todo])
+  train_specs(todo)
   steps = sum(int(m.config.train.steps) - (m.start.step if m.start else 0)
               for m in todo)
   print(f"[river_valley] {label}: {len(todo)} run(s), {steps} steps in "
@@ -182,27 +161,26 @@ def run_all(config: ml_collections.ConfigDict, workdir: str) -> Plan:
   forks = [b - d for b, d in zip(plan.budgets, plan.decays)]
   keep = sorted(set(forks[:-1]) | set(plan.hill_steps))
   train("WSD main branches", [
-      Member(run_config(plan, s, plan.main_schedule(), plan.budgets[-1],
+      RunSpec(run_config(plan, s, plan.main_schedule(), plan.budgets[-1],
                         checkpoint_every=math.gcd(*keep), keep_steps=keep,
                         keep_every=0), main_dir(workdir, s))
       for s in seeds])
   for budget, decay, fork in list(zip(plan.budgets, plan.decays, forks))[:-1]:
     train(f"WSD decay branches to {budget}", [
-        branch_member(main_dir(workdir, s), fork, decay, plan.final,
-                      budget_branch(budget)) for s in seeds])
+        _branch(plan, main_dir(workdir, s), fork, decay,
+                budget_branch(budget)) for s in seeds])
   train(f"hill branches ({config.hill_decay_steps}-step decays from "
         f"{len(plan.hill_steps)} stable checkpoints)", [
-            branch_member(main_dir(workdir, s), step,
-                          int(config.hill_decay_steps), plan.final,
-                          hill_branch(step))
+            _branch(plan, main_dir(workdir, s), step,
+                    int(config.hill_decay_steps), hill_branch(step))
             for s in seeds for step in plan.hill_steps])
   for budget in plan.budgets:
     train(f"cosine to {budget}", [
-        Member(run_config(plan, s, plan.cosine(budget), budget),
+        RunSpec(run_config(plan, s, plan.cosine(budget), budget),
                cosine_dir(workdir, s, budget)) for s in seeds])
   total = plan.wsd_s().checkpoint_steps[-1]
-  train("WSD-S", [Member(run_config(plan, s, plan.wsd_s(), total),
+  train("WSD-S", [RunSpec(run_config(plan, s, plan.wsd_s(), total),
                          wsd_s_dir(workdir, s)) for s in seeds])
-  train("cyclic cosine", [Member(run_config(plan, s, plan.cyclic(), total),
+  train("cyclic cosine", [RunSpec(run_config(plan, s, plan.cyclic(), total),
                                  cyclic_dir(workdir, s)) for s in seeds])
   return plan

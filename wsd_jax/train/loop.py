@@ -47,6 +47,15 @@ class Start:
   replace_own: bool = False
 
 
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  """One run to train: the arguments of ``train_and_evaluate``."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  start: Start | None = None
+  lineage_info: dict | None = None
+
+
 class NonFiniteLossError(FloatingPointError):
   pass
 
@@ -431,3 +440,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     return {"workdir": workdir, "members": summaries}
   return train_population([config], [workdir], starts=[start],
                           lineage_infos=[lineage_info])[0]
+
+
+def train_specs(specs: list[RunSpec]) -> list[dict]:
+  """``train_population`` over a list of ``RunSpec``s."""
+  return train_population([r.config for r in specs], [r.workdir for r in specs],
+                          starts=[r.start for r in specs],
+                          lineage_infos=[r.lineage_info for r in specs])
