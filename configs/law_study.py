@@ -42,6 +42,7 @@ def get_config(arg: str = ""):
       wsd_s_budgets=(0.5, 0.95),           # x total_steps; ends at total_steps
       fit=("constant", "cosine"),          # runs the laws are fitted on
       laws=("annealing", "multipower"),
+      min_step=4 if quick else 300,        # fit and score from this step on
       min_r2=0.0,                          # a worse fit raises FitError
   ))
   c.corpus_max_bytes = 300_000 if quick else None  # None: whole corpus

@@ -93,6 +93,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
               train_wall_s=round(time.perf_counter() - start, 1),
               argv=" ".join(sys.argv))
   result = study_lib.run_study(dirs, list(s.fit), list(s.laws), workdir, info,
+                               min_step=int(s.min_step),
                                warmup_steps=int(s.warmup_steps),
                                min_r2=float(s.min_r2))
   result["total_wall_s"] = round(time.perf_counter() - start, 1)

@@ -24,6 +24,7 @@ def test_quick_law_study_writes_finite_tables(tmp_path):
     assert 0 <= row["mean_rel_err"] <= row["max_rel_err"]
   for law in ("annealing", "multipower"):
     assert math.isfinite(saved["summary"][law]["mean_rel_err"])
+  assert saved["info"]["min_step"] == config.study.min_step
   report = open(tmp_path / "report.md").read()
   assert "multipower" in report and "python" in report and "bytes" in report
 

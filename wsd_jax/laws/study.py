@@ -124,8 +124,9 @@ def report(rows: Sequence[dict[str, Any]], fitted: Mapping[str, Any],
   lines = ["# Loss-curve law validation", "",
            "Fitted on: " + ", ".join(info.get("fit", [])) +
            "; every other run is held out. Errors are relative to the "
-           "observed eval loss at every evaluation step of a run (a branch: "
-           "its steps after the fork).", "", markdown(rows),
+           "observed eval loss at every evaluation step from step "
+           f"{info.get('min_step', 0)} on (a branch: its steps after the "
+           "fork).", "", markdown(rows),
            "## Held-out summary", ""]
   for law, s in summary(rows).items():
     lines.append(f"- **{law}**: mean relative error {s['mean_rel_err']:.3%} "
@@ -145,15 +146,31 @@ def report(rows: Sequence[dict[str, Any]], fitted: Mapping[str, Any],
   return "\n".join(lines) + "\n"
 
 
+def from_step(curve: Curve, min_step: int) -> Curve:
+  """``curve`` observed at steps ``>= min_step`` only (all its LRs kept)."""
+  keep = curve.steps >= min_step
+  if not keep.any():
+    keep[-1] = True  # a short branch keeps its last point
+  return Curve(curve.lrs, curve.steps[keep], curve.losses[keep],
+               name=curve.name, schedule_name=curve.schedule_name)
+
+
 def run_study(run_dirs: Mapping[str, str], fit: Sequence[str],
               laws: Sequence[str], out: str, info: Mapping[str, Any] | None = None,
-              metric: str = "eval_loss", **options: Any) -> dict[str, Any]:
-  """Fits, scores and writes the tables, figure and report into ``out``."""
+              metric: str = "eval_loss", min_step: int = 0,
+              **options: Any) -> dict[str, Any]:
+  """Fits, scores and writes the tables, figure and report into ``out``.
+
+  Only losses at steps ``>= min_step`` are fitted and scored (the laws are
+  not meant for the first steps of training, where the loss falls by
+  nats); the LR sequence from step 0 is always used.
+  """
   if unknown := sorted(set(fit) - set(run_dirs)):
     raise ValueError(f"fit runs {unknown} are not among {sorted(run_dirs)}")
-  curves = {n: Curve.from_run(d, metric) for n, d in run_dirs.items()}
+  curves = {n: from_step(Curve.from_run(d, metric), min_step)
+            for n, d in run_dirs.items()}
   fitted, rows = fit_and_score(curves, fit, laws, **options)
-  info = {"fit": list(fit), **(info or {})}
+  info = {"fit": list(fit), "min_step": min_step, **(info or {})}
   os.makedirs(out, exist_ok=True)
   stem = os.path.join(out, "law_study")
   with open(stem + ".md", "w") as f:
