@@ -51,6 +51,7 @@ if [[ -n "${GPU_SUITE_SMALL:-}" ]]; then
   SCHED=(--size=nano --vocab=512 --steps=5 --repeats=2)
   CKPT=(--size=nano --vocab=512 --save_every=5 --saves=2 --warmup=1)
   POP=(--members=2 --steps=5 --e2e=false)
+  POP_GPT=(--workload=gpt_nano --members=2 --steps=3 --e2e=false)
   XLA_ATTN=()
 else
   if compgen -G ".whl/*.whl" > /dev/null; then
@@ -64,7 +65,8 @@ else
   SCHED=(--size=micro --steps=50 --repeats=5)
   CKPT=(--size=124m --seq_len=1024 --batch=32 --dtype=bfloat16 --attention=cudnn
         --save_every=100 --saves=3)
-  POP=()
+  POP=(--members=128 --steps=100 --e2e=false)
+  POP_GPT=(--workload=gpt_nano --members=16 --steps=30 --e2e=false)
   XLA_ATTN=(--attention=xla)
 fi
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
@@ -79,14 +81,15 @@ optax.__version__, 'orbax', o.__version__, jax.devices())" 2>&1 | tee -a "$LOG"
 
 run step_throughput_big 150 python3 -m bench.step_throughput "${BIG[@]}" \
   "${SHORT[@]}" "${Q[@]}"
-run step_throughput_nano 60 python3 -m bench.step_throughput "${NANO[@]}" \
-  "${SHORT[@]}" "${Q[@]}"
+run step_throughput_big_bf16_logits 100 python3 -m bench.step_throughput \
+  "${BIG[@]}" --logits_dtype=bfloat16 "${SHORT[@]}" "${Q[@]}"
+run population_mlp 90 python3 -m bench.population "${POP[@]}" "${Q[@]}"
 run schedule_overhead 90 python3 -m bench.schedule_overhead "${SCHED[@]}" \
   "${Q[@]}"
 run checkpoint_block 150 python3 -m bench.checkpoint_block "${CKPT[@]}" "${Q[@]}"
-if [[ -f bench/population.py ]]; then
-  run population 120 python3 -m bench.population "${POP[@]}" "${Q[@]}"
-fi
+run step_throughput_nano 60 python3 -m bench.step_throughput "${NANO[@]}" \
+  "${SHORT[@]}" "${Q[@]}"
+run population_gpt_nano 60 python3 -m bench.population "${POP_GPT[@]}" "${Q[@]}"
 if ((${#XLA_ATTN[@]})); then  # last: cuDNN vs XLA attention, if time is left
   run step_throughput_big_xla_attention 120 python3 -m bench.step_throughput \
     "${BIG[@]}" "${XLA_ATTN[@]}" "${SHORT[@]}" "${Q[@]}"

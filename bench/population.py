@@ -73,7 +73,8 @@ def time_steps(config, members: int, steps: int) -> tuple[float, float]:
                          s.state)
   single = jit_train_step(**kw)
   state = s.state
-  state, m = single(state, batch, scheds[0])  # compile
+  for _ in range(2):  # compile, and settle the output layout
+    state, m = single(state, batch, scheds[0])
   jax.block_until_ready(m)
   t0 = time.perf_counter()
   for sched in scheds:
@@ -84,7 +85,9 @@ def time_steps(config, members: int, steps: int) -> tuple[float, float]:
 
   pop = jit_train_step(population=True, shared_batch=True, **kw)
   sched = schedules.stack(scheds)
-  stacked, m = pop(stacked, batch, sched)  # compile
+  stacked = jax.device_put(stacked, sharding.replicated(s.mesh))
+  for _ in range(2):  # compile, and settle the output layout
+    stacked, m = pop(stacked, batch, sched)
   jax.block_until_ready(m)
   t0 = time.perf_counter()
   for _ in range(steps):

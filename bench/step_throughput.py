@@ -52,6 +52,9 @@ ATTENTION = flags.DEFINE_enum("attention", None, ["xla", "cudnn"],
                                "jax.nn.dot_product_attention implementation "
                                "(default: cudnn on GPU with bf16).")
 VOCAB = flags.DEFINE_integer("vocab", 50304, "Vocabulary size.")
+LOGITS_DTYPE = flags.DEFINE_enum("logits_dtype", "float32",
+                                 ["float32", "bfloat16"],
+                                 "dtype of the logits the model returns.")
 FSDP = flags.DEFINE_integer("fsdp", 1, "config.mesh.fsdp.")
 PEAK = flags.DEFINE_float("peak_flops", None, "Peak FLOP/s per device.")
 
@@ -84,14 +87,16 @@ def default_dtype_and_attention(dtype: str | None, attention: str | None):
 
 def build(size: str, *, seq_len: int | None = None, batch: int | None = None,
           dtype: str | None = None, attention: str | None = None,
-          vocab: int = 50304, fsdp: int = 1, seed: int = 0) -> Bench:
+          vocab: int = 50304, fsdp: int = 1, seed: int = 0,
+          logits_dtype: str = "float32") -> Bench:
   """Builds the GPT ``size`` and its train step through the library."""
   seq_len = seq_len or DEFAULTS[size][0]
   batch = batch or DEFAULTS[size][1]
   dtype, attention = default_dtype_and_attention(dtype, attention)
   model_config = ml_collections.ConfigDict(dict(
       name="gpt", size="small" if size == "124m" else size, dtype=dtype,
-      attention_impl=attention, max_seq_len=seq_len))
+      attention_impl=attention, max_seq_len=seq_len,
+      logits_dtype=logits_dtype))
   model = models.build(model_config, vocab_size=vocab, max_seq_len=seq_len,
                        rngs=nnx.Rngs(seed))
   graphdef, params = nnx.split(model)
@@ -117,7 +122,7 @@ def build(size: str, *, seq_len: int | None = None, batch: int | None = None,
 def build_from_flags() -> Bench:
   return build(SIZE.value, seq_len=SEQ_LEN.value, batch=BATCH.value,
                dtype=DTYPE.value, attention=ATTENTION.value, vocab=VOCAB.value,
-               fsdp=FSDP.value)
+               fsdp=FSDP.value, logits_dtype=LOGITS_DTYPE.value)
 
 
 def compile_and_warm(b: Bench, schedule, warmup: int) -> None:

@@ -199,7 +199,8 @@ def test_batch_not_divisible_by_devices(tmp_path):
   c.data.batch_size = 12
   result = run_with_devices(c, tmp_path, 8)
   assert result.returncode != 0
-  assert "batch_size=12 is not divisible by the 8 devices" in result.stderr
+  assert "batch_size=12 is not divisible by data=8 x fsdp=1 = 8 devices" in (
+      result.stderr)
   assert not (tmp_path / "checkpoints").exists()
 
 

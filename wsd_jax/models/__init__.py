@@ -19,7 +19,8 @@ from wsd_jax.models.simple import Bigram, MLPLM
 
 KNOWN_MODELS = ("bigram", "mlp", "gpt")
 _GPT_OVERRIDES = ("num_layers", "d_model", "num_heads", "dtype", "attention_impl",
-                  "tie_embeddings", "position", "max_seq_len", "mlp_ratio")
+                  "tie_embeddings", "position", "max_seq_len", "mlp_ratio",
+                  "logits_dtype")
 
 __all__ = ["Bigram", "GPT", "GPTConfig", "KNOWN_MODELS", "MLPLM", "PRESETS",
            "build", "count_params", "flops_per_token", "gpt_config"]

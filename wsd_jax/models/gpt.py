@@ -41,6 +41,8 @@ class GPTConfig:
   rope_base: float = 10000.0
   tie_embeddings: bool = True
   dtype: str = "float32"  # Compute dtype; parameters are always float32.
+  logits_dtype: str = "float32"  # bfloat16 halves the largest activation;
+                                 # the loss upcasts inside its reduction.
   attention_impl: str | None = None  # jax.nn.dot_product_attention's.
   norm_eps: float = 1e-6
   init_std: float = 0.02
@@ -58,8 +60,10 @@ class GPTConfig:
                        f"{self.d_model // self.num_heads}")
     if self.position not in POSITIONS:
       raise ValueError(f"unknown position {self.position!r}; known: {POSITIONS}")
-    if self.dtype not in DTYPES:
-      raise ValueError(f"unknown dtype {self.dtype!r}; known: {DTYPES}")
+    for field in ("dtype", "logits_dtype"):
+      if getattr(self, field) not in DTYPES:
+        raise ValueError(f"unknown {field} {getattr(self, field)!r}; known: "
+                         f"{DTYPES}")
     if self.attention_impl not in ATTENTION_IMPLS:
       raise ValueError(f"unknown attention_impl {self.attention_impl!r}; "
                        f"known: {ATTENTION_IMPLS}")
@@ -179,4 +183,4 @@ class GPT(nnx.Module):
       logits = self.embed.attend(x_BxTxD)
     else:
       logits = self.head(x_BxTxD)
-    return logits.astype(jnp.float32)
+    return logits.astype(jnp.dtype(self.cfg.logits_dtype))

@@ -6,6 +6,7 @@ import ml_collections
 
 from wsd_jax import data as data_lib
 from wsd_jax import schedules
+from wsd_jax.train import sharding
 
 # Sections whose keys the trainer owns; other sections (model, data,
 # schedule, optimizer, population) are checked by the code that reads them.
@@ -40,13 +41,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", b1=0.9, b2=0.95, weight_decay=0.0))
   c.train = ml_collections.ConfigDict(_TRAIN_DEFAULTS)
-  c.mesh = ml_collections.ConfigDict(dict(data=-1))
+  # data=-1: every device that fsdp does not use; fsdp>1 shards the state.
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
   # Optional: a sweep trained as one program (see train/population.py).
   c.population = ml_collections.ConfigDict(dict(grid="", members=""))
   return c
 
 
-def validate(config: ml_collections.ConfigDict, *, num_devices: int,
+def validate(config: ml_collections.ConfigDict, *, mesh,
              process_count: int = 1) -> schedules.Schedule:
   """Checks a config; returns its schedule. Raises ``ValueError`` naming the
   bad key or value, before anything is compiled."""
@@ -65,9 +67,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int,
   except ValueError as e:
     raise ValueError(f"config.schedule: {e}") from None
   batch = int(config.data.batch_size)
-  if batch % num_devices:
-    raise ValueError(f"config.data.batch_size={batch} is not divisible by the "
-                     f"{num_devices} devices of the data axis")
+  sharding.check_batch_size(mesh, batch)
   data_lib.vocab_size(config.data)  # unknown dataset names
   if batch % process_count:
     raise ValueError(f"config.data.batch_size={batch} is not divisible by the "

@@ -78,7 +78,7 @@ class Setup:
 def setup(config: ml_collections.ConfigDict) -> Setup:
   """Validates the config and builds model, data, optimizer and state."""
   mesh = sharding.make_mesh(config.mesh)
-  schedule = config_lib.validate(config, num_devices=mesh.devices.size,
+  schedule = config_lib.validate(config, mesh=mesh,
                                  process_count=jax.process_count())
   kw = dict(seed=int(config.seed), process_index=jax.process_index(),
             process_count=jax.process_count())
