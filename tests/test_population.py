@@ -1,7 +1,6 @@
 """Population training: a sweep as one vmapped program equals its runs."""
 
 import json
-import os
 
 import jax
 import ml_collections
@@ -9,19 +8,14 @@ import numpy as np
 import pytest
 
 from wsd_jax.runs import branching, rundir
-from wsd_jax.train import (base_config, population, train_and_evaluate,
+from wsd_jax.train import (population, train_and_evaluate,
                            train_population, train_specs)
+from tiny import tiny_config
 
 
 def tiny(**schedule) -> ml_collections.ConfigDict:
-  c = base_config()
-  c.data.update(vocab_size=16, seq_len=8, batch_size=16, eval_batches=2)
-  c.schedule = ml_collections.ConfigDict(dict(
-      name="wsd", peak_value=0.05, total_steps=40, decay_steps=10,
-      warmup_steps=5))
+  c = tiny_config()
   c.schedule.update(schedule)
-  c.train.update(steps=40, log_every=5, eval_every=20, checkpoint_every=20,
-                 progress=False, plots=False)
   return c
 
 

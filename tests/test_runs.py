@@ -2,7 +2,6 @@
 WSD-S and the run tree. Every comparison of parameters is exact (CPU)."""
 
 import hashlib
-import json
 import os
 import random
 import shutil
@@ -19,7 +18,8 @@ import pytest
 
 from wsd_jax import schedules
 from wsd_jax.runs import branching, load_state, rundir
-from wsd_jax.train import base_config, train_and_evaluate
+from wsd_jax.train import train_and_evaluate
+from tiny import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -30,13 +30,9 @@ KILL_SEED = int(os.environ.get("WSD_KILL_SEED", time.time_ns() % 2**32))
 
 def tiny(schedule: schedules.Schedule, steps: int,
          **train) -> ml_collections.ConfigDict:
-  c = base_config()
-  c.data.update(vocab_size=16, seq_len=8, batch_size=16, eval_batches=2)
-  c.schedule = ml_collections.ConfigDict(schedules.to_config(schedule))
-  c.train.update(steps=steps, log_every=1, eval_every=10, checkpoint_every=10,
-                 progress=False, plots=False, fingerprints=True)
-  c.train.update(train)
-  return c
+  return tiny_config(schedule, **dict(dict(
+      steps=steps, log_every=1, eval_every=10, checkpoint_every=10,
+      fingerprints=True), **train))
 
 
 def without_time(rows):

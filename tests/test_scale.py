@@ -14,22 +14,16 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from wsd_jax.runs import rundir
-from wsd_jax.train import base_config, distributed, sharding, train_and_evaluate
+from wsd_jax.train import distributed, sharding, train_and_evaluate
+from tiny import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = ("loss", "grad_norm", "lr")
 
 
 def tiny(model="bigram", **train) -> ml_collections.ConfigDict:
-  c = base_config()
+  c = tiny_config(**dict(dict(log_every=1), **train))
   c.model = ml_collections.ConfigDict(dict(name=model, size="nano"))
-  c.data.update(vocab_size=16, seq_len=8, batch_size=16, eval_batches=2)
-  c.schedule = ml_collections.ConfigDict(dict(
-      name="wsd", peak_value=0.05, total_steps=40, decay_steps=10,
-      warmup_steps=5))
-  c.train.update(steps=40, log_every=1, eval_every=20, checkpoint_every=20,
-                 progress=False, plots=False)
-  c.train.update(train)
   return c
 
 

@@ -1,7 +1,6 @@
 """The training harness: run directories, convergence, determinism, sharding,
 and the errors bad input must give before anything is compiled."""
 
-import json
 import os
 import subprocess
 import sys
@@ -17,24 +16,16 @@ from tensorboard.backend.event_processing.event_accumulator import \
 from configs import bigram as bigram_config
 from wsd_jax import schedules
 from wsd_jax.runs import rundir
-from wsd_jax.train import (NonFiniteLossError, base_config, setup,
+from wsd_jax.train import (NonFiniteLossError, setup,
                            tokens_seen, train_and_evaluate)
 from wsd_jax.train.step import jit_train_step
+from tiny import tiny_config
 
 FIELDS = {"step", "tokens", "lr", "loss", "grad_norm", "step_time_s"}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def tiny(**train) -> ml_collections.ConfigDict:
-  c = base_config()
-  c.data.update(vocab_size=16, seq_len=8, batch_size=16, eval_batches=2)
-  c.schedule = ml_collections.ConfigDict(dict(
-      name="wsd", peak_value=0.05, total_steps=40, decay_steps=10,
-      warmup_steps=5))
-  c.train.update(steps=40, log_every=5, eval_every=20, checkpoint_every=20,
-                 progress=False, plots=False)
-  c.train.update(train)
-  return c
+tiny = tiny_config
 
 
 def metrics_without_time(workdir):

@@ -10,7 +10,6 @@ depends on ``lrs[0], ..., lrs[s - 1]``; in the papers' 1-based notation
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -69,8 +68,8 @@ class Curve:
     return len(self.steps)
 
   @classmethod
-  def from_run(cls, workdir: str | os.PathLike, metric: str = "eval_loss"
-               ) -> Curve:
+  def from_run(cls, workdir: str | os.PathLike, metric: str = "eval_loss",
+               min_step: int = 0) -> Curve:
     """Reads a run directory (DESIGN.md layout) into a Curve.
 
     ``metrics.jsonl`` lines without ``metric`` are skipped; the LRs are
@@ -81,35 +80,45 @@ class Curve:
     Args:
       workdir: the run directory.
       metric: the metrics.jsonl key to read as the loss.
+      min_step: keep only losses observed at steps ``>= min_step`` (see
+        ``observed_from``).
 
     Returns:
       The curve, named after ``run.json``'s ``name``.
     """
-    from wsd_jax import schedules  # pylint: disable=g-import-not-at-top
+    # pylint: disable=g-import-not-at-top
+    from wsd_jax import schedules
+    from wsd_jax.runs import rundir
 
     workdir = os.fspath(workdir)
-    with open(os.path.join(workdir, "run.json")) as f:
-      run = json.load(f)
-    steps, losses = [], []
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-      for line in f:
-        if not line.strip():
-          continue
-        record = json.loads(line)
-        if metric in record and record[metric] is not None:
-          steps.append(int(record["step"]))
-          losses.append(float(record[metric]))
-    if not steps:
+    run = rundir.read_run(workdir)
+    rows = [r for r in rundir.read_metrics(workdir)
+            if r.get(metric) is not None]
+    if not rows:
       raise ValueError(f"no {metric!r} values in {workdir}/metrics.jsonl")
+    steps = np.asarray([int(r["step"]) for r in rows])
+    losses = np.asarray([float(r[metric]) for r in rows])
     order = np.argsort(steps, kind="stable")
-    steps = np.asarray(steps)[order]
-    losses = np.asarray(losses)[order]
+    steps, losses = steps[order], losses[order]
     keep = np.r_[True, np.diff(steps) > 0]  # a resumed run may repeat steps
     steps, losses = steps[keep], losses[keep]
     schedule = schedules.from_config(run["schedule"])
     lrs = np.asarray(schedule(np.arange(int(steps[-1]) + 1)), np.float64)
-    return cls(lrs, steps, losses, name=str(run.get("name", workdir)),
-               schedule_name=str(run["schedule"].get("name", "")))
+    curve = cls(lrs, steps, losses, name=str(run.get("name", workdir)),
+                schedule_name=str(run["schedule"].get("name", "")))
+    return curve.observed_from(min_step) if min_step else curve
+
+  def observed_from(self, min_step: int) -> Curve:
+    """This curve observed at steps ``>= min_step`` only (all LRs kept).
+
+    The laws are not meant for the first steps of training, where the loss
+    falls by nats; a curve with no point that late keeps its last one.
+    """
+    keep = self.steps >= min_step
+    if not keep.any():
+      keep[-1] = True
+    return Curve(self.lrs, self.steps[keep], self.losses[keep],
+                 name=self.name, schedule_name=self.schedule_name)
 
 
 def validate_lrs(lrs: np.ndarray, steps: np.ndarray) -> None:

@@ -61,8 +61,11 @@ def plot_predictions(law: Law, curves: Sequence[Curve], path: str) -> None:
 
 def fit_and_report(fit_dirs: Sequence[str], predict_dirs: Sequence[str] = (),
                    law: str = "annealing", out: str | None = None,
-                   metric: str = "eval_loss") -> tuple[Law, list[dict[str, Any]]]:
+                   metric: str = "eval_loss", min_step: int = 0
+                   ) -> tuple[Law, list[dict[str, Any]]]:
   """Fits ``law`` on ``fit_dirs``, scores every run, writes the outputs.
+
+  Only losses at steps ``>= min_step`` are fitted and scored.
 
   Writes ``fit_law_{law}.md``, ``.json`` (rows and fitted params) and
   ``.png`` into ``out`` (default: the first fit dir's ``plots/``).
@@ -71,8 +74,8 @@ def fit_and_report(fit_dirs: Sequence[str], predict_dirs: Sequence[str] = (),
     raise ValueError(f"law must be one of {sorted(LAWS)}; got {law!r}")
   if not fit_dirs:
     raise ValueError("fit_dirs is empty: give at least one run to fit")
-  fitted = [Curve.from_run(d, metric) for d in fit_dirs]
-  predicted = [Curve.from_run(d, metric) for d in predict_dirs]
+  fitted = [Curve.from_run(d, metric, min_step) for d in fit_dirs]
+  predicted = [Curve.from_run(d, metric, min_step) for d in predict_dirs]
   fitted_law = LAWS[law].fit(fitted)
   rows = score_table(fitted_law, fitted, predicted)
   out = out or os.path.join(fit_dirs[0], "plots")
@@ -83,6 +86,7 @@ def fit_and_report(fit_dirs: Sequence[str], predict_dirs: Sequence[str] = (),
   with open(stem + ".json", "w") as f:
     json.dump({"law": law, "params": fitted_law.params,
                "fit_r2": fitted_law.fit_info["r2"], "metric": metric,
+               "min_step": min_step,
                "rows": rows}, f, indent=2)
   plot_predictions(fitted_law, fitted + predicted, stem + ".png")
   return fitted_law, rows

@@ -146,15 +146,6 @@ def report(rows: Sequence[dict[str, Any]], fitted: Mapping[str, Any],
   return "\n".join(lines) + "\n"
 
 
-def from_step(curve: Curve, min_step: int) -> Curve:
-  """``curve`` observed at steps ``>= min_step`` only (all its LRs kept)."""
-  keep = curve.steps >= min_step
-  if not keep.any():
-    keep[-1] = True  # a short branch keeps its last point
-  return Curve(curve.lrs, curve.steps[keep], curve.losses[keep],
-               name=curve.name, schedule_name=curve.schedule_name)
-
-
 def run_study(run_dirs: Mapping[str, str], fit: Sequence[str],
               laws: Sequence[str], out: str, info: Mapping[str, Any] | None = None,
               metric: str = "eval_loss", min_step: int = 0,
@@ -167,7 +158,7 @@ def run_study(run_dirs: Mapping[str, str], fit: Sequence[str],
   """
   if unknown := sorted(set(fit) - set(run_dirs)):
     raise ValueError(f"fit runs {unknown} are not among {sorted(run_dirs)}")
-  curves = {n: from_step(Curve.from_run(d, metric), min_step)
+  curves = {n: Curve.from_run(d, metric, min_step)
             for n, d in run_dirs.items()}
   fitted, rows = fit_and_score(curves, fit, laws, **options)
   info = {"fit": list(fit), "min_step": min_step, **(info or {})}

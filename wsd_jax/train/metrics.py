@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
+import jax
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+from wsd_jax.runs import rundir
 
 
 class EventWriter:
@@ -56,9 +60,6 @@ class RunWriters:
   """
 
   def __init__(self, workdir: str, resume_step: int, fingerprints: bool):
-    import os
-    import jax
-    from wsd_jax.runs import rundir
     self.enabled = jax.process_index() == 0
     self.metrics = self.prints = self.events = None
     if self.enabled:
