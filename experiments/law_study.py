@@ -18,8 +18,9 @@ import time
 
 import ml_collections
 from absl import app, flags
-from ml_collections import config_flags
 
+from configs import law_study as law_study_config
+from experiments import cli
 from wsd_jax import schedules
 from wsd_jax.data import corpus
 from wsd_jax.laws import study as study_lib
@@ -100,12 +101,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return result
 
 
+@cli.friendly_errors
 def main(argv):
   del argv
-  config = FLAGS.config
-  if FLAGS.quick:
-    from configs import law_study  # pylint: disable=g-import-not-at-top
-    config = law_study.get_config("quick")
+  config = cli.study_config(law_study_config)
   result = run(config, FLAGS.workdir)
   print(open(os.path.join(FLAGS.workdir, "law_study.md")).read())
   for law, row in result["summary"].items():
@@ -115,15 +114,6 @@ def main(argv):
         f"total {result['total_wall_s']:.0f} s")
 
 
-def define_flags() -> None:
-  """The app's flags (defined only when run as a script, so that tests can
-  import several experiment modules)."""
-  config_flags.DEFINE_config_file("config", "configs/law_study.py", "Study config.",
-                                  lock_config=False)
-  flags.DEFINE_string("workdir", None, "Study directory.", required=True)
-  flags.DEFINE_bool("quick", False, "The CI form (configs/law_study.py:quick).")
-
-
 if __name__ == "__main__":
-  define_flags()
+  cli.define_study_flags("configs/law_study.py")
   app.run(main)

@@ -21,8 +21,9 @@ import time
 
 import ml_collections
 from absl import app, flags
-from ml_collections import config_flags
 
+from configs import wsd_s as wsd_s_config
+from experiments import cli
 from wsd_jax import schedules
 from wsd_jax.data import corpus
 from wsd_jax.laws.study import run_config
@@ -166,26 +167,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return result
 
 
+@cli.friendly_errors
 def main(argv):
   del argv
-  config = FLAGS.config
-  if FLAGS.quick:
-    from configs import wsd_s  # pylint: disable=g-import-not-at-top
-    config = wsd_s.get_config("quick")
+  config = cli.study_config(wsd_s_config)
   result = run(config, FLAGS.workdir)
   print(markdown(result["rows"]))
   print(f"wall: {result['info']['wall_s']:.0f} s")
 
 
-def define_flags() -> None:
-  """The app's flags (defined only when run as a script, so that tests can
-  import several experiment modules)."""
-  config_flags.DEFINE_config_file("config", "configs/wsd_s.py", "Study config.",
-                                  lock_config=False)
-  flags.DEFINE_string("workdir", None, "Study directory.", required=True)
-  flags.DEFINE_bool("quick", False, "The CI form (configs/wsd_s.py:quick).")
-
-
 if __name__ == "__main__":
-  define_flags()
+  cli.define_study_flags("configs/wsd_s.py")
   app.run(main)
