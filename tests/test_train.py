@@ -267,3 +267,24 @@ def test_nonfinite_loss_can_be_skipped(tmp_path):
   assert int(summary["state"].nonfinite) > 0
   table = np.asarray(summary["state"].params["table"].value)
   assert np.all(np.isfinite(table))
+
+
+def test_cross_entropy_matches_optax_in_value_and_gradient():
+  import jax.numpy as jnp
+  import optax
+  from wsd_jax.train.step import cross_entropy
+  logits = jax.random.normal(jax.random.key(0), (3, 5, 11)) * 3
+  targets = jax.random.randint(jax.random.key(1), (3, 5), 0, 11)
+  ref = lambda l: optax.softmax_cross_entropy_with_integer_labels(
+      l.astype(jnp.float32), targets).mean()
+  ours = lambda l: cross_entropy(l, targets).mean()
+  np.testing.assert_allclose(ours(logits), ref(logits), rtol=1e-6)
+  np.testing.assert_allclose(jax.grad(ours)(logits), jax.grad(ref)(logits),
+                             atol=1e-7)
+  # bf16 logits: float32 loss, a bf16 gradient close to the float32 one.
+  low = logits.astype(jnp.bfloat16)
+  assert cross_entropy(low, targets).dtype == jnp.float32
+  grad = jax.grad(ours)(low)
+  assert grad.dtype == jnp.bfloat16
+  np.testing.assert_allclose(grad.astype(jnp.float32), jax.grad(ref)(low),
+                             atol=1e-3)
