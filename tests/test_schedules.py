@@ -452,7 +452,7 @@ def _warmup_end(sched):
   return getattr(base, "warmup_steps", 0)
 
 
-@settings(max_examples=150, deadline=None,
+@settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(valid_schedules(), st.integers(0, 2**31 - 1))
 def test_property_values_bounded_and_monotone(sched, far_step):
@@ -475,7 +475,7 @@ def test_property_values_bounded_and_monotone(sched, far_step):
     assert np.all(diffs <= hi * 1e-5), (sched, diffs.max())
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(st.sampled_from(["wsd", "cosine", "wsd_s", "infinite", "power"]),
        st.floats(allow_nan=True, allow_infinity=True, width=32),
        st.integers(-10, 10), st.floats(-2.0, 2.0), shape_st)
@@ -501,3 +501,15 @@ def test_property_invalid_arguments_raise(kind, peak, steps_delta, frac, shape):
     return
   lrs = np.asarray(sched(np.arange(0, 400, 3)))
   assert np.all(np.isfinite(lrs)), sched
+
+
+def test_warmup_from_a_tiny_init_to_a_large_peak_is_exact_at_both_ends():
+  """Step 0 gives init_value and the warmup's end the peak, to float32
+  rounding, however far apart they are (no cancellation)."""
+  init, peak = 0.01715971479602167, 8.785773975563096
+  sched = S.wsd(peak, 3, 0, warmup_steps=1, init_value=init)
+  np.testing.assert_array_equal(sched(np.array([0, 1])),
+                                np.float32([init, peak]))
+  decay = S.branch(sched, at_step=1, decay_steps=4, final_value=1e-4)
+  np.testing.assert_array_equal(decay(np.array([1, 5])),
+                                np.float32([peak, 1e-4]))

@@ -3,7 +3,7 @@
 A decay over ``[s0, s0 + d]`` evaluated at step ``s`` has progress
 ``p = (s - s0) / d`` clipped to ``[0, 1]`` and value
 
-    final + (start - final) * m(p)
+    final + (start - final) * m(p)   (evaluated as start m + final (1 - m))
 
 for the *multiplier* shapes ``m``:
 
@@ -75,4 +75,8 @@ def interpolate(shape: str, p: jax.Array, start: jax.typing.ArrayLike,
     return start * (final / start) ** p
   if shape == "inverse-linear":
     return start / (1.0 + (start / final - 1.0) * p)
-  return final + (start - final) * multiplier(shape, p, param)
+  m = multiplier(shape, p, param)
+  # Written so that m = 1 gives ``start`` and m = 0 gives ``final`` exactly in
+  # float32 (``final + (start - final) * m`` loses a small ``start`` to
+  # cancellation when ``final`` is large, e.g. a warmup from init_value).
+  return start * m + final * (1.0 - m)
