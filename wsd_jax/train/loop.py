@@ -307,8 +307,9 @@ def _train(members: list[_Member]) -> list[dict]:
   def next_batch() -> dict:
     batches = ([next(first.data_iter)] * n if shared_data else
                [next(m.data_iter) for m in members])
-    for m, w, b in zip(members, writers, batches):
-      w.fingerprint(m.step + done + 1, data_lib.fingerprint(b))
+    if t.fingerprints:
+      for m, w, b in zip(members, writers, batches):
+        w.fingerprint(m.step + done + 1, data_lib.fingerprint(b))
     batch = batches[0] if shared_data else _stack(batches)
     return sharding.global_batch(batch, bsh)
 
