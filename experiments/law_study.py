@@ -26,6 +26,7 @@ from wsd_jax.data import corpus
 from wsd_jax.laws import study as study_lib
 from wsd_jax.runs import branching, rundir
 from wsd_jax.train import train_population
+from wsd_jax.train.config import with_schedule
 
 FLAGS = flags.FLAGS
 
@@ -69,7 +70,7 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str
   runs = full_length_runs(s)
   plan = branch_plan(s)
   dirs = {n: os.path.join(workdir, "runs", n) for n in runs}
-  configs = [study_lib.run_config(base, sched, s.total_steps,
+  configs = [with_schedule(base, sched, s.total_steps,
                         keep_steps=[f for f, _, _ in plan.values()]
                         if n == "constant" else ()) for n, sched in runs.items()]
   for c in configs:

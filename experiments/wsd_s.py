@@ -26,9 +26,9 @@ from configs import wsd_s as wsd_s_config
 from experiments import cli
 from wsd_jax import schedules
 from wsd_jax.data import corpus
-from wsd_jax.laws.study import run_config
 from wsd_jax.runs import branching, rundir
 from wsd_jax.train import train_and_evaluate, train_population
+from wsd_jax.train.config import with_schedule as run_config
 
 FLAGS = flags.FLAGS
 METHODS = ("wsd", "wsd_s", "cyclic_cosine")

@@ -288,3 +288,15 @@ def test_cross_entropy_matches_optax_in_value_and_gradient():
   assert grad.dtype == jnp.bfloat16
   np.testing.assert_allclose(grad.astype(jnp.float32), jax.grad(ref)(low),
                              atol=1e-3)
+
+
+def test_with_schedule_sets_steps_schedule_and_branch_points():
+  from wsd_jax.train.config import with_schedule
+  base = tiny()
+  c = with_schedule(base, schedules.cosine(0.1, 90), 90, keep_steps=[30, 60],
+                    eval_every=15)
+  assert schedules.from_config(c.schedule) == schedules.cosine(0.1, 90)
+  assert (c.train.steps, c.train.checkpoint_every, tuple(c.train.keep_steps),
+          c.train.keep_last, c.train.keep_every, c.train.eval_every) == (
+              90, 30, (30, 60), 1, 0, 15)
+  assert base.train.steps == 40  # the base is not changed

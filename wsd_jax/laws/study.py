@@ -1,7 +1,6 @@
 """Law validation: fit laws on some runs, score every held-out run, report.
 
-Reads run directories only (``Curve.from_run``); ``run_config`` builds the
-trainer config of one run of a study. Writes into ``out``:
+Reads run directories only (``Curve.from_run``). Writes into ``out``:
 ``law_study.md`` / ``law_study.json`` (one row per law and run: role, mean
 and max relative error, R^2; fitted parameters), ``law_study.png`` (observed
 vs predicted curves and relative errors, one column per law) and
@@ -11,17 +10,14 @@ vs predicted curves and relative errors, one column per law) and
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import ml_collections
 import numpy as np
 
 from wsd_jax.laws.curve import Curve
 from wsd_jax.laws.report import LAWS, score_table
-from wsd_jax.schedules import Schedule, to_config
 
 # What the papers report on held-out schedules (PAPERS.md).
 PAPER_NUMBERS = {
@@ -30,18 +26,6 @@ PAPER_NUMBERS = {
     "annealing": "Tissue et al. (arXiv 2408.11029): R^2 > 0.999",
 }
 GOAL = {"mean_rel_err": 0.003, "max_rel_err": 0.01}  # multi-power, held out
-
-
-def run_config(base: ml_collections.ConfigDict, schedule: Schedule,
-               steps: int, keep_steps=()) -> ml_collections.ConfigDict:
-  """``base`` trained for ``steps`` under ``schedule``, keeping ``keep_steps``."""
-  c = ml_collections.ConfigDict(base.to_dict())
-  c.schedule = ml_collections.ConfigDict(to_config(schedule))
-  every = math.gcd(int(steps), *(int(k) for k in keep_steps))
-  c.train.update(steps=int(steps), checkpoint_every=every,
-                 keep_steps=tuple(int(k) for k in keep_steps), keep_last=1,
-                 keep_every=0)
-  return c
 
 
 def fit_and_score(curves: Mapping[str, Curve], fit: Sequence[str],

@@ -26,6 +26,7 @@ import ml_collections
 from wsd_jax import schedules
 from wsd_jax.runs import branching, rundir
 from wsd_jax.train import RunSpec, train_specs
+from wsd_jax.train.config import with_schedule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,12 +117,10 @@ def hill_branch(step: int) -> str:
 def run_config(plan: Plan, seed: int, schedule: schedules.Schedule,
                steps: int, **train) -> ml_collections.ConfigDict:
   """The study's base run config with a seed, a schedule and a length."""
-  c = ml_collections.ConfigDict(plan.config.run.to_dict())
+  c = with_schedule(plan.config.run, schedule, steps, **dict(
+      dict(eval_every=plan.eval_every, log_every=plan.eval_every,
+           checkpoint_every=int(steps)), **train))
   c.seed = int(seed)
-  c.schedule = ml_collections.ConfigDict(schedules.to_config(schedule))
-  c.train.update(dict(dict(steps=int(steps), eval_every=plan.eval_every,
-                           log_every=plan.eval_every,
-                           checkpoint_every=int(steps)), **train))
   return c
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 from wsd_jax import data as data_lib
@@ -73,3 +75,23 @@ def validate(config: ml_collections.ConfigDict, *, mesh,
     raise ValueError(f"config.data.batch_size={batch} is not divisible by the "
                      f"{process_count} processes")
   return schedule
+
+
+def with_schedule(base: ml_collections.ConfigDict, schedule: schedules.Schedule,
+                  steps: int, *, keep_steps=(), **train
+                  ) -> ml_collections.ConfigDict:
+  """A copy of ``base`` that trains ``steps`` steps under ``schedule``.
+
+  With ``keep_steps`` it checkpoints exactly where those steps (and the end)
+  fall and keeps only them (plus the latest): the branch points of a study.
+  ``train`` overrides further ``config.train`` fields.
+  """
+  c = ml_collections.ConfigDict(base.to_dict())
+  c.schedule = ml_collections.ConfigDict(schedules.to_config(schedule))
+  c.train.steps = int(steps)
+  if keep_steps:
+    keep = tuple(int(k) for k in keep_steps)
+    c.train.update(checkpoint_every=math.gcd(int(steps), *keep),
+                   keep_steps=keep, keep_last=1, keep_every=0)
+  c.train.update(train)
+  return c
