@@ -10,7 +10,7 @@ rerunning the same command resumes it.
 from absl import app, flags
 
 from experiments import cli
-from wsd_jax.runs import branching
+from wsd_jax import train
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Main run directory.",
                                required=True)
@@ -28,7 +28,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False,
 @cli.friendly_errors
 def main(argv):
   del argv
-  summary = branching.branch(_WORKDIR.value, _FROM.value, _DECAY.value,
+  summary = train.branch(_WORKDIR.value, _FROM.value, _DECAY.value,
                              _SHAPE.value, _FINAL.value, _NAME.value,
                              _OVERWRITE.value)
   print(f"{summary['workdir']}: step {summary['step']}, "

@@ -13,12 +13,16 @@ form one JAX runtime before anything touches a device; see
 ``wsd_jax.train.distributed``.
 """
 
+import signal
+import sys
+
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import cli
-from wsd_jax.runs import branching
-from wsd_jax.train import distributed, train_and_evaluate
+from wsd_jax import reports
+from wsd_jax.train import continue_from_branch, distributed, train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/bigram.py",
                                           "Config file.", lock_config=True)
@@ -26,6 +30,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.",
                                required=True)
 _FROM_BRANCH = flags.DEFINE_string(
     "from_branch", None, "WSD-S: continue from this branch's decayed state.")
+_ALLOW = flags.DEFINE_list(
+    "allow_changes", [], "Config keys (or sections, e.g. schedule) that may "
+    "differ from the run's config when resuming it.")
 
 # Multi-process start-up (not needed on TPU pods, SLURM or mpirun).
 _COORDINATOR = flags.DEFINE_string(
@@ -41,16 +48,28 @@ def main(argv):
   del argv
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                          _PROCESS_ID.value)
+  config, workdir = _CONFIG.value, _WORKDIR.value
   if _FROM_BRANCH.value:
-    summary = branching.continue_from_branch(_CONFIG.value, _WORKDIR.value,
-                                             _FROM_BRANCH.value)
+    summary = continue_from_branch(config, workdir, _FROM_BRANCH.value)
   else:
-    summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  for run in summary.get("members", [summary]):
+    summary = train_and_evaluate(config, workdir,
+                                 allow_changes=tuple(_ALLOW.value))
+  members = summary.get("members", [summary])
+  if config.train.plots and jax.process_index() == 0:
+    for run in members:
+      reports.run_figures(run["workdir"])
+    if "members" in summary:
+      reports.population_report(workdir)
+  for run in members:
     logging.info("done: %s step %d, eval_loss %s", run["workdir"],
                  run["step"], run.get("eval_loss"))
     print(f"{run['workdir']}: step {run['step']}, "
           f"eval_loss {run.get('eval_loss', float('nan')):.5f}")
+  stopped = {run.get("stopped_by") for run in members} - {None}
+  if stopped:
+    name = stopped.pop()
+    print(f"stopped by {name}: saved; rerun the same command to resume")
+    sys.exit(128 + int(getattr(signal, name)))
 
 
 if __name__ == "__main__":

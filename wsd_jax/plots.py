@@ -1,24 +1,54 @@
-"""Matplotlib figures. Everything here reads numbers and writes a PNG file."""
+"""Matplotlib figures. Everything here takes arrays and writes a PNG file.
+
+Importing this module leaves matplotlib's backend alone (matplotlib picks a
+non-interactive one on a machine without a display; Colab keeps its own).
+Every figure uses one colour per method (``color``), so WSD is the same
+colour in every panel and every study.
+"""
 
 from __future__ import annotations
 
-import os
+import io
 from typing import Mapping, Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from etils import epath
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+# One colour per method, everywhere.
+METHOD_COLORS = {
+    "wsd": "C0", "wsd_s": "C1", "cyclic_cosine": "C2", "cosine": "C3",
+    "constant": "C7", "linear": "C4", "1-sqrt": "C5", "rex": "C6",
+    "uba": "C8", "power": "C9",
+}
+METHOD_LABELS = {"wsd": "WSD", "wsd_s": "WSD-S",
+                 "cyclic_cosine": "cyclic cosine", "cosine": "cosine"}
+
+
+def color(method: str) -> str:
+  """The colour of ``method`` (a key of ``METHOD_COLORS``), grey otherwise."""
+  return METHOD_COLORS.get(method, "0.4")
+
+
+def palette(n: int) -> list:
+  """``n`` distinct colours: the tab10 cycle up to 10, then evenly spaced
+  colours of a perceptually uniform map."""
+  if n <= 10:
+    return [f"C{i}" for i in range(n)]
+  return list(plt.get_cmap("viridis")(np.linspace(0, 0.95, n)))
 
 
 def save(fig, path: str) -> str:
-  """Writes a figure as PNG (creating its folder) and closes it."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  """Writes a figure as PNG (creating its folder; ``gs://`` works) and
+  closes it."""
+  p = epath.Path(path)
+  p.parent.mkdir(parents=True, exist_ok=True)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=110)
   plt.close(fig)
-  return path
+  p.write_bytes(buf.getvalue())
+  return str(path)
 
 
 def schedule_grid(schedules: Mapping[str, object], total_steps: int,
@@ -46,10 +76,18 @@ def curves(series: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str, *,
            xlabel: str = "step", ylabel: str = "loss", title: str = "",
            logy: bool = False, hline: float | None = None,
            hline_label: str = "") -> str:
-  """Lines ``(label, x, y)`` on one axis (loss curves, LR curves, ...)."""
-  fig, ax = plt.subplots(figsize=(7, 4.2))
-  for label, x, y in series:
-    ax.plot(x, y, label=label, lw=1.3)
+  """Lines ``(label, x, y)`` on one axis (loss curves, LR curves, ...).
+
+  Series get distinct colours (``palette``); a series of a few points is
+  drawn with markers so that it stays visible on top of another; with many
+  series the legend goes beside the axes in columns.
+  """
+  fig, ax = plt.subplots(figsize=(7 if len(series) <= 8 else 9, 4.2))
+  styles = ("-", "--", "-.", ":")
+  for k, ((label, x, y), c) in enumerate(zip(series, palette(len(series)))):
+    ax.plot(x, y, styles[(k // 10) % 4] if len(series) > 10 else "-",
+            label=label, lw=1.3, color=c, marker="o" if len(x) <= 5 else None,
+            ms=4)
   if hline is not None:
     ax.axhline(hline, color="k", ls="--", lw=1, label=hline_label)
   if logy:
@@ -59,28 +97,27 @@ def curves(series: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str, *,
   if title:
     ax.set_title(title)
   ax.grid(alpha=0.3)
-  if len(series) > 1 or hline is not None:
+  if len(series) > 8:
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1),
+              ncol=1 + len(series) // 20)
+  elif len(series) > 1 or hline is not None:
     ax.legend(fontsize=8)
   return save(fig, path)
 
 
-def run_curves(workdir: str) -> list[str]:
-  """``plots/loss.png`` (train and eval loss) and ``plots/lr.png`` of a run."""
-  from wsd_jax.runs import rundir
-  rows = rundir.read_metrics(workdir)
-  if not rows:
-    return []
-  step = np.array([r["step"] for r in rows])
-  series = [("train loss", step, np.array([r["loss"] for r in rows]))]
-  ev = [r for r in rows if "eval_loss" in r]
-  if ev:
-    series.append(("eval loss", np.array([r["step"] for r in ev]),
-                   np.array([r["eval_loss"] for r in ev])))
-  out = os.path.join(workdir, "plots")
-  optimal = rundir.read_run(workdir).get("data", {}).get("optimal_loss")
+def run_curves(loss: tuple[np.ndarray, np.ndarray],
+               eval_loss: tuple[np.ndarray, np.ndarray],
+               lrs: tuple[np.ndarray, np.ndarray], out_dir: str,
+               optimal_loss: float | None = None) -> list[str]:
+  """``out_dir/loss.png`` (train and eval loss vs step) and
+  ``out_dir/lr.png`` (the LR of the update at each step: ``(t, schedule(t))``
+  as ``Run.lrs`` gives it)."""
+  series = [("train loss", *loss)]
+  if len(eval_loss[0]):
+    series.append(("eval loss", *eval_loss))
   return [
-      curves(series, os.path.join(out, "loss.png"), title="loss",
-             hline=optimal, hline_label="optimal loss"),
-      curves([("lr", step, np.array([r["lr"] for r in rows]))],
-             os.path.join(out, "lr.png"), ylabel="learning rate"),
+      curves(series, f"{out_dir}/loss.png", title="loss", hline=optimal_loss,
+             hline_label="optimal loss"),
+      curves([("lr", *lrs)], f"{out_dir}/lr.png", ylabel="learning rate",
+             xlabel="step (update t uses lr(t))"),
   ]

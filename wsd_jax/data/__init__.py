@@ -10,6 +10,7 @@ checkpointable iterator (`get_state()` / `set_state()`).
 from __future__ import annotations
 
 import grain
+import numpy as np
 
 from wsd_jax.data import bigram
 from wsd_jax.data import pipeline
@@ -23,8 +24,8 @@ SPLITS = ("train", "eval")
 _READERS = {"bigram": bigram.reader, "text": text.reader}
 _ENDLESS = 2**62  # Length of the id stream of a generated source.
 
-__all__ = ["BigramSpec", "KNOWN_DATASETS", "fingerprint", "make_dataset",
-           "vocab_size"]
+__all__ = ["BigramSpec", "KNOWN_DATASETS", "data_info", "fingerprint",
+           "make_dataset", "token_groups", "vocab_size"]
 
 
 def _validate(data_config, split: str, process_index: int,
@@ -92,3 +93,23 @@ def vocab_size(data_config) -> int:
     return text.VOCAB_SIZE
   raise ValueError(f"unknown dataset name {data_config.get('name', None)!r}; "
                    f"known names: {', '.join(KNOWN_DATASETS)}")
+
+
+def token_groups(data_config) -> np.ndarray | None:
+  """The group of every token id when the dataset defines groups whose loss
+  is worth reporting apart (the bigram corpus's entropy groups), else None.
+  The trainer logs ``eval_loss_group{g}`` for each group."""
+  if data_config.get("name", None) == "bigram":
+    return np.asarray(bigram.spec_of(data_config).group_of_token, np.int32)
+  return None
+
+
+def data_info(data_config) -> dict:
+  """Facts about the data that a run records in ``run.json`` (the bigram
+  corpus's exact optimal loss, overall and per group)."""
+  if data_config.get("name", None) == "bigram":
+    spec = bigram.spec_of(data_config)
+    return {"optimal_loss": float(spec.optimal_loss),
+            "optimal_loss_by_group": [float(x)
+                                      for x in spec.optimal_loss_by_group]}
+  return {}

@@ -14,6 +14,8 @@ import os
 
 import numpy as np
 
+from wsd_jax import runs
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Curve:
@@ -72,10 +74,10 @@ class Curve:
                min_step: int = 0) -> Curve:
     """Reads a run directory (DESIGN.md layout) into a Curve.
 
-    ``metrics.jsonl`` lines without ``metric`` are skipped; the LRs are
-    rebuilt from ``run.json``'s schedule with
-    ``wsd_jax.schedules.from_config``. A branch's schedule config nests its
-    base schedule, so its LR sequence already includes the parent's prefix.
+    Reads through ``wsd_jax.runs.Run``: rows without ``metric`` are
+    skipped, a resumed run's repeated steps keep their last row, and the LRs
+    are rebuilt from ``run.json``'s effective schedule (a branch's includes
+    its parent's prefix, a WSD-S run's its decays).
 
     Args:
       workdir: the run directory.
@@ -86,26 +88,12 @@ class Curve:
     Returns:
       The curve, named after ``run.json``'s ``name``.
     """
-    # pylint: disable=g-import-not-at-top
-    from wsd_jax import schedules
-    from wsd_jax.runs import rundir
-
-    workdir = os.fspath(workdir)
-    run = rundir.read_run(workdir)
-    rows = [r for r in rundir.read_metrics(workdir)
-            if r.get(metric) is not None]
-    if not rows:
+    run = runs.Run(os.fspath(workdir))
+    steps, losses = run.column(metric)
+    if not steps.size:
       raise ValueError(f"no {metric!r} values in {workdir}/metrics.jsonl")
-    steps = np.asarray([int(r["step"]) for r in rows])
-    losses = np.asarray([float(r[metric]) for r in rows])
-    order = np.argsort(steps, kind="stable")
-    steps, losses = steps[order], losses[order]
-    keep = np.r_[True, np.diff(steps) > 0]  # a resumed run may repeat steps
-    steps, losses = steps[keep], losses[keep]
-    schedule = schedules.from_config(run["schedule"])
-    lrs = np.asarray(schedule(np.arange(int(steps[-1]) + 1)), np.float64)
-    curve = cls(lrs, steps, losses, name=str(run.get("name", workdir)),
-                schedule_name=str(run["schedule"].get("name", "")))
+    curve = cls(run.lrs(int(steps[-1]) + 1), steps, losses, name=run.name,
+                schedule_name=str(run.lineage["schedule"].get("name", "")))
     return curve.observed_from(min_step) if min_step else curve
 
   def observed_from(self, min_step: int) -> Curve:

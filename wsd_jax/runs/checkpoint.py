@@ -9,7 +9,6 @@ renames it on commit, so a kill during a save leaves no half-written step.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Iterable
 
@@ -17,7 +16,14 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
+
+from wsd_jax.runs import rundir
+
+
+class CheckpointMismatchError(ValueError):
+  """A readable checkpoint does not fit the state the config builds."""
 
 
 class Checkpointer:
@@ -26,7 +32,7 @@ class Checkpointer:
   def __init__(self, directory: str, *, keep_last: int = 3,
                keep_every: int = 0, keep_steps: Iterable[int] = (),
                async_save: bool = True, read_only: bool = False):
-    self.directory = os.path.abspath(directory)
+    self.directory = rundir.absolute(directory)
     self._read_only = read_only
     keep = [policies.LatestN(max(int(keep_last), 1))]
     if keep_every:
@@ -67,31 +73,50 @@ class Checkpointer:
                                      args=ocp.args.Composite(**items))
     return restored.state
 
-  def restore_latest(self, like_state: Any, data_iter: Any | None,
-                     at_most: int | None = None) -> tuple[int | None, Any]:
-    """Restores the newest readable step (``<= at_most``); a checkpoint that
-    fails to load is skipped with a warning and, unless read-only, moved to
-    ``<directory>.unreadable/`` so that the step can be saved again.
-    ``(None, like_state)`` if none."""
+  def readable_alone(self, step: int) -> bool:
+    """Whether ``step`` loads as saved, without a target structure."""
+    try:
+      self._manager.restore(int(step), args=ocp.args.Composite(
+          state=ocp.args.StandardRestore()))
+      return True
+    except Exception:  # pylint: disable=broad-except
+      return False
+
+  def restore_latest(self, like_state: Any, data_iter: Any | None
+                     ) -> tuple[int | None, Any]:
+    """Restores the newest readable step.
+
+    A checkpoint that does not load even on its own (a damaged file) is
+    skipped with a warning and, unless read-only, moved to
+    ``<directory>.unreadable/`` so that the step can be saved again. One that
+    loads but does not fit ``like_state`` (another model or optimizer) is
+    never moved: that is a ``CheckpointMismatchError``.
+    ``(None, like_state)`` if there is no checkpoint.
+    """
     for step in reversed(self.steps()):
-      if at_most is not None and step > at_most:
-        continue
       try:
         return step, self.restore(step, like_state, data_iter)
       except Exception as e:  # pylint: disable=broad-except
+        if self.readable_alone(step):
+          raise CheckpointMismatchError(
+              f"checkpoint {step} in {self.directory} does not fit the state "
+              f"this config builds ({type(e).__name__}: "
+              f"{str(e).splitlines()[0] if str(e) else ''}); use a new "
+              "workdir for another model or optimizer") from None
         logging.warning("checkpoint %d in %s is unreadable (%s: %s); "
                         "falling back to the previous one", step,
-                        self.directory, type(e).__name__, e)
+                        self.directory, type(e).__name__,
+                        str(e).splitlines()[0] if str(e) else "")
         self._quarantine(step)
     return None, like_state
 
   def _quarantine(self, step: int) -> None:
     if self._read_only or jax.process_index() != 0:
       return
-    dest = os.path.join(f"{self.directory}.unreadable",
-                        f"{step}.{time.strftime('%Y%m%d-%H%M%S')}")
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    os.replace(os.path.join(self.directory, str(step)), dest)
+    dest = epath.Path(f"{self.directory}.unreadable") / (
+        f"{step}.{time.strftime('%Y%m%d-%H%M%S')}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    (epath.Path(self.directory) / str(step)).rename(dest)
     logging.warning("moved unreadable checkpoint %d to %s", step, dest)
     self._manager.reload()
 

@@ -9,8 +9,9 @@ the new one at the resume step, so laws and plots read the true LR sequence.
 
 from __future__ import annotations
 
-import os
+import json
 import time
+from typing import Iterable
 
 import jax
 import ml_collections
@@ -19,8 +20,17 @@ from absl import logging
 from wsd_jax import schedules
 from wsd_jax.runs import rundir
 
-# Config sections that may change when a run resumes.
-_MUTABLE = ("train", "schedule")
+# Config keys that may change when a run resumes without being asked for:
+# how long to train and the bookkeeping, none of which changes the updates.
+# ``mesh`` too: a run may resume on another number of devices.
+RESUMABLE = ("train.steps", "train.log_every", "train.eval_every",
+             "train.checkpoint_every", "train.keep_last", "train.keep_every",
+             "train.keep_steps", "train.async_checkpoint", "train.progress",
+             "train.plots", "train.fingerprints", "mesh")
+
+
+class ConfigChangedError(ValueError):
+  """A rerun's config differs from the run's in keys it may not change."""
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -37,8 +47,43 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 def _json_config(config: ml_collections.ConfigDict) -> dict:
-  import json
   return json.loads(config.to_json_best_effort())
+
+
+def _allowed(diff: str, allowed: Iterable[str]) -> bool:
+  key = diff.split(":", 1)[0]
+  return any(key == a or key.startswith(a + ".") for a in allowed)
+
+
+def check_resume(workdir: str, config: ml_collections.ConfigDict,
+                 schedule: schedules.Schedule, step: int,
+                 allow_changes: Iterable[str] = (),
+                 prefix: schedules.Schedule | None = None) -> None:
+  """Refuses, before anything is restored, a rerun whose config differs from
+  the run's in keys outside ``RESUMABLE`` and ``allow_changes``, or whose
+  schedule would change from ``step`` on (unless ``"schedule"`` is allowed
+  or the state comes from another run, ``prefix``). No-op for a new run."""
+  if not rundir.is_run(workdir):
+    return
+  allowed = tuple(RESUMABLE) + tuple(allow_changes)
+  old_cfg = rundir.read_json(rundir.config_path(workdir))
+  diff = [d for d in _differences(old_cfg, _json_config(config))
+          if not _allowed(d, allowed + ("schedule",))]
+  if diff:
+    raise ConfigChangedError(
+        f"{workdir} holds a run with another config: {'; '.join(diff)}. Use a "
+        "new --workdir, or rerun with --allow_changes=KEY[,KEY] naming the "
+        "keys you mean to change on resume")
+  if prefix is not None or _allowed("schedule", allowed):
+    return
+  old = schedules.from_config(rundir.read_run(workdir)["schedule"])
+  if not _continues(old, schedule, step):
+    raise ConfigChangedError(
+        f"{workdir}: the schedule from step {step} on would change from "
+        f"{schedules.to_config(old)} to {schedules.to_config(schedule)} (a "
+        "schedule whose total_steps follows train.steps changes with it). "
+        "Rerun with --allow_changes=schedule to splice the new schedule in at "
+        f"step {step}, or set the schedule's numbers explicitly")
 
 
 def _continues(effective: schedules.Schedule, schedule: schedules.Schedule,
@@ -68,23 +113,15 @@ def record(workdir: str, config: ml_collections.ConfigDict,
       another run (WSD-S); default: this run's own effective schedule.
   """
   new_cfg = _json_config(config)
-  run_path = os.path.join(workdir, rundir.RUN)
   if not rundir.is_run(workdir):
     effective = schedule if prefix is None else schedules.splice(
         prefix, step, schedule)
-    run = {"name": os.path.basename(os.path.abspath(workdir)),
+    run = {"name": rundir.name_of(workdir), "format": rundir.FORMAT,
            "parent": info.get("parent"), "fork_step": info.get("fork_step"),
            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "resumes": [],
            "data": data_info}
   else:
     run = rundir.read_run(workdir)
-    old_cfg = rundir.read_json(os.path.join(workdir, rundir.CONFIG))
-    fixed = {k: v for k, v in old_cfg.items() if k not in _MUTABLE}
-    if diff := _differences(fixed, {k: v for k, v in new_cfg.items()
-                                    if k not in _MUTABLE}):
-      raise ValueError(
-          f"{workdir} holds a run with another config; only train.* and the "
-          f"schedule may change on resume. Differences: {'; '.join(diff)}")
     old = schedules.from_config(run["schedule"])
     base = prefix or old
     effective = base if _continues(base, schedule, step) else (
@@ -97,7 +134,8 @@ def record(workdir: str, config: ml_collections.ConfigDict,
     if event not in run["resumes"]:  # a rerun after a failed start
       run["resumes"].append(event)
   run["schedule"] = schedules.to_config(effective)
+  run["format"] = rundir.FORMAT
   if jax.process_index() == 0:
-    rundir.write_json(os.path.join(workdir, rundir.CONFIG), new_cfg)
-    rundir.write_json(run_path, run)
+    rundir.write_json(rundir.config_path(workdir), new_cfg)
+    rundir.write_json(rundir.run_path(workdir), run)
   return effective

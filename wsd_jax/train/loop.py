@@ -1,59 +1,47 @@
-"""``train_and_evaluate``: the library entry point of every training run.
+"""The trainer: executes run specs (``runs.RunSpec``) and writes run files.
+
+``train_specs`` prepares every run (lock, config check, restore, lineage),
+groups the runs that can share one program, and hands each group to one
+linear step loop. A group of one run trains with the ``Single`` strategy, a
+larger group with ``Population`` (states and schedules stacked, the step
+vmapped): the loop does not know which.
 
 The loop dispatches step t before it pulls step t-1's metrics to the host, so
 the device never waits on Python; it syncs only at log, eval and checkpoint
 steps. Rerunning on the same workdir resumes from the latest committed
 checkpoint (state and data position) and reproduces the uninterrupted run.
+
+Time accounting (``metrics.jsonl``): ``train_time_s`` is the cumulative time
+spent training (compilation included; evaluation, logging and checkpointing
+excluded), ``step_time_s`` its mean per step since the previous row, and
+``eval_time_s`` the time of the evaluation logged in that row. The trainer
+draws nothing: the apps do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import os
 import signal
+import threading
 import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from flax import nnx
 
 from wsd_jax import data as data_lib
-from wsd_jax import models, plots, schedules
-from wsd_jax.runs import lineage
-from wsd_jax.runs import rundir
-from wsd_jax.runs.checkpoint import Checkpointer
-from wsd_jax.train import config as config_lib
+from wsd_jax import runs, schedules
+from wsd_jax.runs import lineage, rundir
+from wsd_jax.runs.spec import RunSpec, Start
 from wsd_jax.train import metrics as metrics_lib
 from wsd_jax.train import population as population_lib
-from wsd_jax.train import sharding, state as state_lib
-from wsd_jax.train.step import eval_step, jit_train_step, make_optimizer
-
-
-@dataclasses.dataclass(frozen=True)
-class Start:
-  """Where a run's state comes from when it has no checkpoint of its own.
-
-  With ``replace_own`` the state is taken from there also when the run's own
-  latest checkpoint is older than ``step`` (WSD-S: a main branch continues
-  from a branch's decayed state).
-  """
-  checkpoint_dir: str        # another run's checkpoints/ (read only)
-  step: int
-  schedule: schedules.Schedule | None = None  # what produced that state
-  replace_own: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-  """One run to train: the arguments of ``train_and_evaluate``."""
-  config: ml_collections.ConfigDict
-  workdir: str
-  start: Start | None = None
-  lineage_info: dict | None = None
+from wsd_jax.train import sharding
+from wsd_jax.train.evaluation import accumulate, eval_row, make_eval_fn
+from wsd_jax.train.setup import Setup, setup
+from wsd_jax.train.step import step_fn
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -61,123 +49,24 @@ class NonFiniteLossError(FloatingPointError):
 
 
 @dataclasses.dataclass
-class Setup:
-  """Everything built from a config before the first step (no compilation)."""
-  config: ml_collections.ConfigDict
-  schedule: schedules.Schedule
-  mesh: Any
-  graphdef: Any
-  state: state_lib.TrainState
-  tx: Any
-  train_ds: Any
-  eval_ds: Any
-  groups: np.ndarray      # entropy group of each token id (bigram), else 0s
-  data_info: dict
-
-
-def setup(config: ml_collections.ConfigDict) -> Setup:
-  """Validates the config and builds model, data, optimizer and state."""
-  mesh = sharding.make_mesh(config.mesh)
-  schedule = config_lib.validate(config, mesh=mesh,
-                                 process_count=jax.process_count())
-  kw = dict(seed=int(config.seed), process_index=jax.process_index(),
-            process_count=jax.process_count())
-  train_ds = data_lib.make_dataset(config.data, "train", **kw)
-  eval_ds = data_lib.make_dataset(config.data, "eval", **kw)
-  vocab = data_lib.vocab_size(config.data)
-  model = models.build(config.model, vocab_size=vocab,
-                       max_seq_len=int(config.data.seq_len),
-                       rngs=nnx.Rngs(int(config.seed)))
-  graphdef, params = nnx.split(model)
-  tx = make_optimizer(config.optimizer)
-  state = state_lib.create(params, tx, int(config.seed))
-  state = jax.device_put(state, sharding.state_sharding(mesh, state,
-                                                        config.mesh))
-  groups, data_info = np.zeros(vocab, np.int32), {}
-  if config.data.name == "bigram":
-    spec = data_lib.bigram.spec_of(config.data)
-    groups = np.asarray(spec.group_of_token, np.int32)
-    data_info = {"optimal_loss": float(spec.optimal_loss),
-                 "optimal_loss_by_group": [
-                     float(x) for x in spec.optimal_loss_by_group]}
-  return Setup(config, schedule, mesh, graphdef, state, tx, train_ds, eval_ds,
-               groups, data_info)
-
-
-def make_eval_fn(s: Setup, population: bool = False):
-  """Jitted ``params, batch -> (loss sums, token counts)`` per entropy group
-  (one group unless the data is the bigram corpus); vmapped over a population
-  of params when ``population``."""
-  groups = jnp.asarray(s.groups)
-  num_groups = int(s.groups.max()) + 1
-
-  def fn(params, batch):
-    loss_BxT = eval_step(params, batch, graphdef=s.graphdef)
-    seg = groups[batch["inputs"]].reshape(-1)
-    return (jax.ops.segment_sum(loss_BxT.reshape(-1), seg, num_groups),
-            jax.ops.segment_sum(jnp.ones_like(loss_BxT).reshape(-1), seg,
-                                num_groups))
-  return jax.jit(jax.vmap(fn, in_axes=(0, None)) if population else fn)
-
-
-def _eval_rows(sums: np.ndarray, counts: np.ndarray) -> dict:
-  out = {"eval_loss": float(sums.sum() / counts.sum())}
-  if len(sums) > 1:
-    out.update({f"eval_loss_group{g}": float(sums[g] / counts[g])
-                for g in range(len(sums))})
-  return out
-
-
-def evaluate(s: Setup, params, eval_fn=None, population: bool = False):
-  """Mean held-out loss (and per entropy group on the bigram data); a list
-  of such dicts, one per member, for a population of params."""
-  eval_fn = eval_fn or make_eval_fn(s, population)
-  sums = counts = 0.0
-  bsh = sharding.batch_sharding(s.mesh)
-  for batch in s.eval_ds:
-    g_sum, g_count = jax.device_get(
-        eval_fn(params, sharding.global_batch(batch, bsh)))
-    sums, counts = sums + g_sum, counts + g_count
-  if population:
-    return [_eval_rows(a, b) for a, b in zip(sums, counts)]
-  return _eval_rows(sums, counts)
-
-
-class _Preemption:
-  """Turns SIGTERM into a flag the loop checks (single-process runs)."""
-
-  def __init__(self):
-    self.requested = False
-    self._old = None
-
-  def __enter__(self):
-    if jax.process_count() == 1:
-      try:
-        self._old = signal.signal(signal.SIGTERM, self._handle)
-      except ValueError:  # not the main thread
-        self._old = None
-    return self
-
-  def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
-
-  def __exit__(self, *exc):
-    if self._old is not None:
-      signal.signal(signal.SIGTERM, self._old)
-
-
-@dataclasses.dataclass
 class _Member:
-  """One run of a (possibly one-member) population, prepared to train."""
-  config: ml_collections.ConfigDict
-  workdir: str
+  """One run, prepared to train: its state restored and its lineage written."""
+  spec: RunSpec
   setup: Setup
-  ckpt: Checkpointer
+  ckpt: runs.Checkpointer
   data_iter: Any
   state: Any
   step: int                     # the step training starts from
   schedule: schedules.Schedule  # effective schedule (run.json)
+  train_time: float             # train_time_s at ``step``
+
+  @property
+  def config(self) -> ml_collections.ConfigDict:
+    return self.spec.config
+
+  @property
+  def workdir(self) -> str:
+    return self.spec.workdir
 
   @property
   def remaining(self) -> int:
@@ -192,33 +81,47 @@ class _Member:
     return f"{c}|{jax.tree.structure(self.schedule)}|{self.remaining}"
 
 
-def _prepare(config, workdir, start, lineage_info) -> _Member:
-  """Validates, builds, restores (or starts) and records one run."""
-  config = ml_collections.ConfigDict(config.to_dict())
+def _latest_row_time(workdir: str, step: int) -> float:
+  rows = [r for r in rundir.read_metrics(workdir) if r["step"] <= step]
+  return float(rows[-1].get("train_time_s") or 0.0) if rows else 0.0
+
+
+def _prepare(spec: RunSpec) -> _Member:
+  """Checks the spec against the run on disk, then restores (or starts) and
+  records the run. Nothing is moved or written before the checks pass."""
+  config = ml_collections.ConfigDict(spec.config.to_dict())
+  spec = dataclasses.replace(spec, config=config)
   s = setup(config)
-  t = config.train
-  os.makedirs(workdir, exist_ok=True)
-  ckpt = Checkpointer(rundir.checkpoint_dir(workdir), keep_last=t.keep_last,
-                      keep_every=t.keep_every, keep_steps=tuple(t.keep_steps),
-                      async_save=t.async_checkpoint)
+  t, workdir, start = config.train, spec.workdir, spec.start
+  own = runs.checkpoint_steps(workdir) if rundir.is_run(workdir) else []
+  from_start = start is not None and (not own or (
+      start.replace_own and own[-1] < start.step))
+  step = start.step if from_start else (own[-1] if own else 0)
+  lineage.check_resume(workdir, config, s.schedule, step, spec.allow_changes,
+                       start.schedule if from_start else None)
+  ckpt = runs.Checkpointer(rundir.checkpoint_dir(workdir),
+                           keep_last=t.keep_last, keep_every=t.keep_every,
+                           keep_steps=tuple(t.keep_steps),
+                           async_save=t.async_checkpoint)
   data_iter = iter(s.train_ds)
-  step, state = ckpt.restore_latest(s.state, data_iter)
   prefix = None
-  if start is not None and (step is None or (start.replace_own and
-                                             step < start.step)):
-    source = Checkpointer(start.checkpoint_dir, read_only=True)
+  if from_start:
+    source = runs.Checkpointer(start.checkpoint_dir, read_only=True)
     if start.step not in source.steps():
       raise ValueError(f"no checkpoint at step {start.step} in "
                        f"{start.checkpoint_dir}; available: {source.steps()}")
     state = source.restore(start.step, s.state, data_iter)
     step, prefix = start.step, start.schedule
-  step = int(step or 0)
-  info = dict(lineage_info or {})
+  else:
+    restored, state = ckpt.restore_latest(s.state, data_iter)
+    step = int(restored or 0)
+  info = dict(spec.lineage_info or {})
   if prefix is None:  # the state is the run's own: no resume event to record
     info.pop("resumed_from", None)
   schedule = lineage.record(workdir, config, s.schedule, step, info,
                             s.data_info, prefix)
-  return _Member(config, workdir, s, ckpt, data_iter, state, step, schedule)
+  return _Member(spec, s, ckpt, data_iter, state, step, schedule,
+                 _latest_row_time(workdir, step))
 
 
 def _stack(trees):
@@ -227,131 +130,245 @@ def _stack(trees):
                       *trees)
 
 
-def _member_slice(tree, i):
-  return jax.tree.map(lambda x: np.asarray(x)[i], tree)
+class Single:
+  """One run: its own state, schedule, data and step program."""
+
+  def __init__(self, members: list[_Member]):
+    (m,) = members
+    s = m.setup
+    self.mesh = s.mesh
+    self.state, self.schedule = m.state, m.schedule
+    state_sh = sharding.state_sharding(s.mesh, self.state)
+    self.batch_sh = sharding.batch_sharding(s.mesh)
+    self.step = jax.jit(
+        step_fn(m.config, s), donate_argnums=(0,),
+        in_shardings=(state_sh, self.batch_sh, None),
+        out_shardings=(state_sh, None))
+    self._eval = jax.jit(make_eval_fn(s.graphdef, s.token_groups))
+    self._member = m
+
+  def next_batches(self) -> list[dict]:
+    return [next(self._member.data_iter)]
+
+  def device_batch(self, batches: list[dict]) -> dict:
+    return sharding.global_batch(batches[0], self.batch_sh)
+
+  def evaluate(self, state) -> list[dict]:
+    return [eval_row(*accumulate(self._eval, state.params,
+                                 self._member.setup.eval_ds, self.mesh))]
+
+  def save(self, state, steps: list[int], which: list[bool]) -> None:
+    if which[0]:
+      self._member.ckpt.save(steps[0], state, self._member.data_iter)
+
+  def member_state(self, state, i: int):
+    del i
+    return state
+
+
+class Population:
+  """Runs of equal shape as one program: states and schedules stacked along
+  a leading member axis, the step and the evaluation vmapped. Members with
+  one seed and one data position share the batches; otherwise each reads
+  its own stream, exactly as its own run would."""
+
+  def __init__(self, members: list[_Member]):
+    first, s = members[0], members[0].setup
+    self.members, self.mesh = members, s.mesh
+    self.shared_data = (
+        len({m.config.seed for m in members}) == 1 and
+        all(m.data_iter.get_state() == first.data_iter.get_state()
+            for m in members))
+    self.schedule = _stack([m.schedule for m in members])
+    state = _stack([m.state for m in members])
+    state_sh = jax.tree.map(lambda _: sharding.replicated(s.mesh), state)
+    self.state = jax.device_put(state, state_sh)  # as the step returns it
+    bsh = sharding.batch_sharding(s.mesh)
+    if not self.shared_data:  # [member, batch, ...]: members unsharded
+      bsh = jax.sharding.NamedSharding(s.mesh, jax.sharding.PartitionSpec(
+          None, *bsh.spec))
+    self.batch_sh = bsh
+    fn = jax.vmap(step_fn(first.config, s),
+                  in_axes=(0, None if self.shared_data else 0, 0))
+    self.step = jax.jit(fn, donate_argnums=(0,),
+                        in_shardings=(state_sh, bsh, None),
+                        out_shardings=(state_sh, None))
+    self._eval = jax.jit(jax.vmap(make_eval_fn(s.graphdef, s.token_groups),
+                                  in_axes=(0, None)))
+
+  def next_batches(self) -> list[dict]:
+    if self.shared_data:
+      return [next(self.members[0].data_iter)] * len(self.members)
+    return [next(m.data_iter) for m in self.members]
+
+  def device_batch(self, batches: list[dict]) -> dict:
+    batch = batches[0] if self.shared_data else _stack(batches)
+    return sharding.global_batch(batch, self.batch_sh)
+
+  def evaluate(self, state) -> list[dict]:
+    sums, counts = accumulate(self._eval, state.params,
+                              self.members[0].setup.eval_ds, self.mesh)
+    return [eval_row(a, b) for a, b in zip(sums, counts)]
+
+  def save(self, state, steps: list[int], which: list[bool]) -> None:
+    host = jax.device_get(state)
+    for i, (m, save) in enumerate(zip(self.members, which)):
+      if save:
+        it = self.members[0].data_iter if self.shared_data else m.data_iter
+        m.ckpt.save(steps[i], self.member_state(host, i), it)
+
+  def member_state(self, state, i: int):
+    return jax.tree.map(lambda x: np.asarray(x)[i], state)
+
+
+class _Clock:
+  """Training time: wall time minus the sections run ``outside`` it. Each
+  such section first waits for the dispatched steps, which count as
+  training."""
+
+  def __init__(self):
+    self.train_s, self._since = 0.0, time.perf_counter()
+
+  def now(self) -> float:
+    return self.train_s + time.perf_counter() - self._since
+
+  @contextlib.contextmanager
+  def outside(self, state):
+    jax.block_until_ready(state)
+    self.train_s = self.now()
+    begin = time.perf_counter()
+    section = {"seconds": 0.0}
+    yield section
+    section["seconds"] = time.perf_counter() - begin
+    self._since = time.perf_counter()
+
+
+class _Signals:
+  """SIGTERM and SIGINT (Ctrl-C) become a request the loop checks: it saves
+  and stops. A second Ctrl-C interrupts at once."""
+
+  def __init__(self):
+    self.received: int | None = None
+    self._old = {}
+
+  def __enter__(self):
+    if (jax.process_count() == 1 and
+        threading.current_thread() is threading.main_thread()):
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._old[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.received is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.received = signum
+
+  def __exit__(self, *exc):
+    for sig, old in self._old.items():
+      signal.signal(sig, old)
+
+
+def _check_finite(members, first_nonfinite, skip: bool) -> None:
+  if skip:
+    return
+  for m, bad in zip(members, np.atleast_1d(first_nonfinite)):
+    if bad >= 0:
+      raise NonFiniteLossError(
+          f"non-finite loss or gradient at step {int(bad)} in {m.workdir}; "
+          f"the last checkpoint is step {m.ckpt.latest_step()} and was not "
+          "overwritten. Set config.train.skip_nonfinite=True to skip such "
+          "steps instead.")
 
 
 def _train(members: list[_Member]) -> list[dict]:
-  """Trains members of equal shape together: one program, vmapped if > 1."""
+  """Trains members of equal shape together in one linear loop."""
   first, n = members[0], len(members)
-  population = n > 1
-  t, s = first.config.train, first.setup
-  shared_data = not population or (
-      len({m.config.seed for m in members}) == 1 and
-      all(m.data_iter.get_state() == first.data_iter.get_state()
-          for m in members))
+  t = first.config.train
+  strategy = (Single if n == 1 else Population)(members)
   tokens_per_step = int(first.config.data.batch_size) * int(
       first.config.data.seq_len)
-  if population:
-    state = _stack([m.state for m in members])
-    schedule = _stack([m.schedule for m in members])
-    state_sh = jax.tree.map(lambda _: sharding.replicated(s.mesh), state)
-    state = jax.device_put(state, state_sh)  # as the step will return it
-    bsh = sharding.batch_sharding(s.mesh)
-    if not shared_data:  # [member, batch, ...]: members unsharded
-      bsh = jax.sharding.NamedSharding(s.mesh, jax.sharding.PartitionSpec(
-          None, *bsh.spec))
-  else:
-    state, schedule = first.state, first.schedule
-    state_sh = sharding.state_sharding(s.mesh, state, first.config.mesh)
-    bsh = sharding.batch_sharding(s.mesh)
-  step_fn = jit_train_step(graphdef=s.graphdef, tx=s.tx,
-                           grad_clip=float(t.grad_clip) or None,
-                           tokens_per_step=tokens_per_step,
-                           state_sharding=state_sh, batch_sharding=bsh,
-                           population=population, shared_batch=shared_data)
-  eval_fn = make_eval_fn(s, population)
   writers = [metrics_lib.RunWriters(m.workdir, m.step, t.fingerprints)
              for m in members]
-  label = (os.path.basename(os.path.abspath(first.workdir)) if n == 1 else
-           f"{n} members")
-  progress = metrics_lib.Progress(first.remaining, 0,
+  label = rundir.name_of(first.workdir) if n == 1 else f"{n} runs"
+  progress = metrics_lib.Progress(first.remaining,
                                   t.progress and jax.process_index() == 0,
                                   label)
   summaries = [{"workdir": m.workdir, "start_step": m.step} for m in members]
   logging.info("training %s: %d steps from step %s", label, first.remaining,
                sorted({m.step for m in members}))
-  pending, clock = None, [time.perf_counter(), 0]
-
-  def check_finite(first_nonfinite) -> None:
-    if t.skip_nonfinite:
-      return
-    for m, bad in zip(members, np.atleast_1d(first_nonfinite)):
-      if bad >= 0:
-        raise NonFiniteLossError(
-            f"non-finite loss or gradient at step {int(bad)} in {m.workdir}; "
-            f"the last checkpoint is step {m.ckpt.latest_step()} and was not "
-            "overwritten. Set config.train.skip_nonfinite=True to skip such "
-            "steps instead.")
+  state, schedule = strategy.state, strategy.schedule
+  clock, last_row = _Clock(), [0, 0.0]  # (done, train seconds) of last row
 
   def flush(pending) -> None:
-    done, m, extras = pending
-    m = jax.device_get(m)
-    check_finite(m["first_nonfinite"])
-    now = time.perf_counter()
-    dt = (now - clock[0]) / max(done - clock[1], 1)
-    clock[:] = [now, done]
-    for i, member in enumerate(members):
+    done, metrics, extras = pending
+    metrics = jax.device_get(metrics)
+    _check_finite(members, metrics["first_nonfinite"], t.skip_nonfinite)
+    train_s = clock.now()
+    step_s = (train_s - last_row[1]) / max(done - last_row[0], 1)
+    last_row[:] = [done, train_s]
+    for i, m in enumerate(members):
       if extras[i] is None:
         continue
-      at = member.step + done
-      get = lambda k: float(np.asarray(m[k]).reshape(-1)[i])
+      get = lambda k: np.asarray(metrics[k]).reshape(-1)[i].item()
+      at = m.step + done
       row = {"step": at, "tokens": at * tokens_per_step, "lr": get("lr"),
              "loss": get("loss"), "grad_norm": get("grad_norm"),
-             "step_time_s": dt, **extras[i]}
+             "step_time_s": step_s, "train_time_s": m.train_time + train_s,
+             **extras[i]}
+      if get("nonfinite"):
+        row["nonfinite_steps"] = get("nonfinite")
       writers[i].row(row)
       summaries[i].update(row)
-    row0 = summaries[0]
-    progress.update(done, dict(row0, tokens_per_s=n * tokens_per_step / dt))
+    progress.update(done, dict(summaries[0],
+                               tokens_per_s=n * tokens_per_step / step_s))
 
-  def next_batch() -> dict:
-    batches = ([next(first.data_iter)] * n if shared_data else
-               [next(m.data_iter) for m in members])
-    if t.fingerprints:
-      for m, w, b in zip(members, writers, batches):
-        w.fingerprint(m.step + done + 1, data_lib.fingerprint(b))
-    batch = batches[0] if shared_data else _stack(batches)
-    return sharding.global_batch(batch, bsh)
-
-  done = 0
-  with _Preemption() as preempt:
+  done, pending = 0, None
+  with _Signals() as signals:
     try:
       while done < first.remaining:
-        state, metrics = step_fn(state, next_batch(), schedule)
+        batches = strategy.next_batches()
+        for m, w, b in zip(members, writers, batches):
+          if t.fingerprints:
+            w.fingerprint(m.step + done + 1, data_lib.fingerprint(b))
+        state, metrics = strategy.step(state, strategy.device_batch(batches),
+                                       schedule)
         done += 1
         if pending is not None:  # the previous log step's metrics, now that
           flush(pending)         # the next step is already dispatched
           pending = None
         last = done == first.remaining
         at = [m.step + done for m in members]
-        evals = [a % t.eval_every == 0 or last for a in at]
         extras = [None] * n
-        if any(evals):
-          results = evaluate(s, state.params, eval_fn, population)
-          results = results if population else [results]
-          extras = [r if e else None for r, e in zip(results, evals)]
-        extras = [{} if (e is None and (a % t.log_every == 0 or last))
-                  else e for e, a in zip(extras, at)]
+        if any(a % t.eval_every == 0 or last for a in at):
+          with clock.outside(state) as section:
+            results = strategy.evaluate(state)
+          extras = [dict(r, eval_time_s=section["seconds"])
+                    if a % t.eval_every == 0 or last else None
+                    for r, a in zip(results, at)]
+        extras = [{} if e is None and (a % t.log_every == 0 or last) else e
+                  for e, a in zip(extras, at)]
         if any(e is not None for e in extras):
           pending = (done, metrics, extras)
-        saves = [a % t.checkpoint_every == 0 or last or preempt.requested
+        saves = [a % t.checkpoint_every == 0 or last or bool(signals.received)
                  for a in at]
         if any(saves):
           if pending is not None:
             flush(pending)
             pending = None
-          check_finite(jax.device_get(state.first_nonfinite))  # never save
-          host = jax.device_get(state) if population else None  # bad state
-          for i, (m, save) in enumerate(zip(members, saves)):
-            if save:
-              m.ckpt.save(at[i], _member_slice(host, i) if population
-                          else state,
-                          first.data_iter if shared_data else m.data_iter)
-        if preempt.requested:
-          logging.warning("SIGTERM: saved %s at step %s; rerun to resume",
+          with clock.outside(state):
+            # A non-finite state is never saved over the last good one.
+            _check_finite(members, jax.device_get(state.first_nonfinite),
+                          t.skip_nonfinite)
+            strategy.save(state, at, saves)
+            for w in writers:
+              w.flush()
+        if signals.received:
+          name = signal.Signals(signals.received).name
+          logging.warning("%s: saved %s at step %s; rerun to resume", name,
                           label, at)
           for summary in summaries:
-            summary["preempted"] = True
+            summary["stopped_by"] = name
           break
       if pending is not None:
         flush(pending)
@@ -361,12 +378,69 @@ def _train(members: list[_Member]) -> list[dict]:
       for w in writers:
         w.close()
       progress.close()
+  nonfinite = np.atleast_1d(jax.device_get(state.nonfinite))
   for i, (m, summary) in enumerate(zip(members, summaries)):
     summary.update(step=m.step + done, schedule=m.schedule,
-                   state=_member_slice(state, i) if population else state)
-    if t.plots and jax.process_index() == 0:
-      plots.run_curves(m.workdir)
+                   state=strategy.member_state(state, i),
+                   nonfinite_steps=int(nonfinite[i]))
+    if nonfinite[i]:
+      logging.warning("%s: skipped %d step(s) with a non-finite loss or "
+                      "gradient (train.skip_nonfinite)", m.workdir,
+                      int(nonfinite[i]))
   return summaries
+
+
+def _finished_summary(m: _Member) -> dict:
+  m.ckpt.close()
+  rows = rundir.read_metrics(m.workdir)
+  return dict(rows[-1] if rows else {}, workdir=m.workdir, step=m.step,
+              start_step=m.step, state=m.state, schedule=m.schedule)
+
+
+def train_specs(specs: list[RunSpec]) -> list[dict]:
+  """Trains several runs; each ``spec.workdir`` is an ordinary run directory.
+
+  Runs that differ only in schedule numbers and seed (and have as many steps
+  left) are stacked and trained as ONE jitted, vmapped program: one
+  compilation for the whole group, every run's state and schedule a slice of
+  a stacked pytree. Runs whose schedules differ in a static choice (e.g. the
+  decay shape) or in anything else are split into such groups, trained one
+  group after another. Every run directory is locked while it trains.
+
+  Returns:
+    One summary per spec: final step, eval loss, the final state, the
+    effective schedule, and ``stopped_by`` if a signal stopped training.
+  """
+  n = len(specs)
+  dirs = [rundir.absolute(s.workdir) for s in specs]
+  if len(set(dirs)) != n:
+    raise ValueError(f"workdirs must be distinct, got {dirs}")
+  locks = []
+  try:
+    if jax.process_index() == 0:
+      locks = [runs.RunLock(s.workdir).acquire() for s in specs]
+    members = [_prepare(s) for s in specs]
+    groups: dict[str, list[int]] = {}
+    for i, m in enumerate(members):
+      groups.setdefault(m.group_key(), []).append(i)
+    if len(groups) > 1:
+      logging.info("%d runs split into %d groups that differ in static "
+                   "choices, length or config: sizes %s", n, len(groups),
+                   [len(g) for g in groups.values()])
+    results: list[dict] = [{}] * n
+    for idx in groups.values():
+      todo = [i for i in idx if members[i].remaining > 0]
+      for i in sorted(set(idx) - set(todo)):
+        results[i] = _finished_summary(members[i])
+      if todo:
+        for i, r in zip(todo, _train([members[i] for i in todo])):
+          results[i] = r
+        if any(r.get("stopped_by") for r in results):
+          break
+    return results
+  finally:
+    for lock in locks:
+      lock.release()
 
 
 def train_population(configs: list[ml_collections.ConfigDict],
@@ -374,52 +448,18 @@ def train_population(configs: list[ml_collections.ConfigDict],
                      starts: list[Start | None] | None = None,
                      lineage_infos: list[dict | None] | None = None
                      ) -> list[dict]:
-  """Trains several runs; ``workdirs[i]`` is an ordinary run directory.
-
-  Members that differ only in schedule numbers and seed (and have as many
-  steps left) are stacked and trained as ONE jitted, vmapped program: one
-  compilation for the whole group, every member's state and schedule a slice
-  of a stacked pytree. Members whose schedules differ in a static choice
-  (e.g. the decay shape) or in anything else are split into such groups,
-  trained one group after another. Members with the same seed share the
-  batches; otherwise each member reads its own data stream, exactly as its
-  own run would.
-  """
+  """``train_specs`` of ``RunSpec(configs[i], workdirs[i], ...)``."""
+  if len(workdirs) != len(configs):
+    raise ValueError(f"{len(configs)} configs but {len(workdirs)} workdirs")
   n = len(configs)
-  if len(workdirs) != n:
-    raise ValueError(f"{n} configs but {len(workdirs)} workdirs")
-  if len(set(map(os.path.abspath, workdirs))) != n:
-    raise ValueError(f"workdirs must be distinct, got {workdirs}")
-  starts = starts or [None] * n
-  lineage_infos = lineage_infos or [None] * n
-  members = [_prepare(c, w, st, li) for c, w, st, li in
-             zip(configs, workdirs, starts, lineage_infos)]
-  groups: dict[str, list[int]] = {}
-  for i, m in enumerate(members):
-    groups.setdefault(m.group_key(), []).append(i)
-  if len(groups) > 1:
-    logging.info("population of %d runs splits into %d groups that differ in "
-                 "static choices, length or config: sizes %s", n, len(groups),
-                 [len(g) for g in groups.values()])
-  results: list[dict] = [{}] * n
-  for idx in groups.values():
-    todo = [i for i in idx if members[i].remaining > 0]
-    for i in sorted(set(idx) - set(todo)):  # already complete
-      m = members[i]
-      m.ckpt.close()
-      rows = rundir.read_metrics(m.workdir)
-      results[i] = dict(rows[-1] if rows else {}, workdir=m.workdir,
-                        step=m.step, start_step=m.step, state=m.state,
-                        schedule=m.schedule)
-    if todo:
-      for i, r in zip(todo, _train([members[i] for i in todo])):
-        results[i] = r
-  return results
+  return train_specs([RunSpec(c, w, s, li) for c, w, s, li in zip(
+      configs, workdirs, starts or [None] * n, lineage_infos or [None] * n)])
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        start: Start | None = None,
-                       lineage_info: dict | None = None) -> dict:
+                       lineage_info: dict | None = None,
+                       allow_changes: tuple[str, ...] = ()) -> dict:
   """Trains ``config`` in ``workdir`` (resuming if it holds a run).
 
   Args:
@@ -428,6 +468,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     start: where to take the state from when ``workdir`` has no checkpoint
       yet (a branch's fork point).
     lineage_info: ``run.json`` fields for a new run (parent, fork_step, ...).
+    allow_changes: config keys that may differ from the run's on resume.
 
   Returns:
     A summary: final step, eval loss, the final state, the effective schedule;
@@ -435,16 +476,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   if population_lib.is_population(config):
     configs, workdirs = population_lib.expand(config, workdir)
-    summaries = train_population(configs, workdirs)
-    if jax.process_index() == 0:
-      population_lib.report(workdir, summaries)
-    return {"workdir": workdir, "members": summaries}
-  return train_population([config], [workdir], starts=[start],
-                          lineage_infos=[lineage_info])[0]
+    return {"workdir": workdir, "members": train_specs(
+        [RunSpec(c, w, allow_changes=tuple(allow_changes))
+         for c, w in zip(configs, workdirs)])}
+  return train_specs([RunSpec(config, workdir, start, lineage_info,
+                              tuple(allow_changes))])[0]
 
 
-def train_specs(specs: list[RunSpec]) -> list[dict]:
-  """``train_population`` over a list of ``RunSpec``s."""
-  return train_population([r.config for r in specs], [r.workdir for r in specs],
-                          starts=[r.start for r in specs],
-                          lineage_infos=[r.lineage_info for r in specs])
+def branch(workdir: str, from_step: int, decay_steps: int,
+           decay_shape: str = "linear", final_value: float = 0.0,
+           name: str | None = None, overwrite: bool = False,
+           train_overrides: dict | None = None) -> dict:
+  """Forks a decay from ``workdir``'s checkpoint at ``from_step`` and trains
+  it (``runs.branch_spec``); rerunning resumes the branch."""
+  return train_specs([runs.branch_spec(workdir, from_step, decay_steps,
+                                       decay_shape, final_value, name,
+                                       overwrite, train_overrides)])[0]
+
+
+def continue_from_branch(config: ml_collections.ConfigDict, workdir: str,
+                         name: str) -> dict:
+  """WSD-S: the main run continues from branch ``name``'s decayed state
+  (``runs.wsd_s_spec``)."""
+  return train_specs([runs.wsd_s_spec(config, workdir, name)])[0]

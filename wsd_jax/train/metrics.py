@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -33,11 +32,11 @@ class EventWriter:
 class Progress:
   """A tqdm bar with loss, LR and tokens/s; silent when disabled."""
 
-  def __init__(self, total: int, initial: int, enabled: bool, desc: str):
+  def __init__(self, total: int, enabled: bool, desc: str):
     self._bar = None
     if enabled:
       from tqdm import tqdm
-      self._bar = tqdm(total=total, initial=initial, desc=desc, unit="step",
+      self._bar = tqdm(total=total, desc=desc, unit="step",
                        file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
 
   def update(self, step: int, row: dict) -> None:
@@ -66,8 +65,8 @@ class RunWriters:
       self.metrics = rundir.MetricsLog(workdir, resume_step)
       if fingerprints:
         self.prints = rundir.MetricsLog(workdir, resume_step,
-                                        name="fingerprints.jsonl")
-      self.events = EventWriter(os.path.join(workdir, "events"))
+                                        name=rundir.FINGERPRINTS)
+      self.events = EventWriter(rundir.events_dir(workdir))
 
   def row(self, row: dict) -> None:
     if self.enabled:
@@ -77,6 +76,13 @@ class RunWriters:
   def fingerprint(self, step: int, digest: str) -> None:
     if self.prints is not None:
       self.prints.write([{"step": step, "batch": digest}])
+
+  def flush(self) -> None:
+    """Makes the rows written so far durable (an object store rewrites the
+    file; a local one is flushed at every row already)."""
+    for w in (self.metrics, self.prints):
+      if w is not None:
+        w.flush()
 
   def close(self) -> None:
     for w in (self.metrics, self.prints, self.events):

@@ -16,8 +16,8 @@ branching work on it); ``WORKDIR/population.json`` lists them.
 from __future__ import annotations
 
 import itertools
-import os
 
+import jax
 import ml_collections
 
 from wsd_jax.runs import rundir
@@ -95,37 +95,10 @@ def expand(config: ml_collections.ConfigDict, workdir: str
             "may differ only in the seed and the schedule")
     name = _member_name(i, values)
     configs.append(c)
-    workdirs.append(os.path.join(workdir, "members", name))
-    listing.append({"name": name, "workdir": os.path.join("members", name),
+    workdirs.append(rundir.member_dir(workdir, name))
+    listing.append({"name": name, "workdir": f"{rundir.MEMBERS}/{name}",
                     "values": values})
-  os.makedirs(workdir, exist_ok=True)
-  rundir.write_json(os.path.join(workdir, "population.json"),
-                    {"members": listing})
+  if jax.process_index() == 0:
+    rundir.write_json(rundir.join(workdir, rundir.POPULATION),
+                      {"members": listing})
   return configs, workdirs
-
-
-def report(workdir: str, summaries: list[dict]) -> tuple[str, str]:
-  """``population.md`` (final eval loss per member) and
-  ``plots/population.png`` (every member's eval loss curve)."""
-  import numpy as np
-  from wsd_jax import plots
-  listing = rundir.read_json(os.path.join(workdir, "population.json"))
-  keys = sorted({k for m in listing["members"] for k in m["values"]})
-  lines = ["| member | " + " | ".join(keys) + " | step | eval_loss |",
-           "|---" * (len(keys) + 3) + "|"]
-  series = []
-  for m, s in zip(listing["members"], summaries):
-    loss = s.get("eval_loss")
-    lines.append(f"| {m['name']} | " + " | ".join(
-        str(m["values"].get(k, "")) for k in keys) +
-                 f" | {s['step']} | {'' if loss is None else f'{loss:.5f}'} |")
-    rows = [r for r in rundir.read_metrics(s["workdir"]) if "eval_loss" in r]
-    if rows:
-      series.append((m["name"], np.array([r["step"] for r in rows]),
-                     np.array([r["eval_loss"] for r in rows])))
-  table = os.path.join(workdir, "population.md")
-  with open(table, "w") as f:
-    f.write("\n".join(lines) + "\n")
-  png = plots.curves(series, os.path.join(workdir, "plots", "population.png"),
-                     title="population (eval loss)")
-  return table, png

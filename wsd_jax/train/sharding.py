@@ -94,7 +94,7 @@ def fsdp_spec(shape: tuple[int, ...], fsdp: int) -> P:
   return P(*[("fsdp" if i == axis else None) for i in range(len(shape))])
 
 
-def state_sharding(mesh, state: Any, mesh_config=None) -> Any:
+def state_sharding(mesh, state: Any) -> Any:
   """Shardings of the train state (a pytree of the same structure).
 
   With ``fsdp == 1`` everything is replicated (pure data parallelism).
@@ -103,7 +103,6 @@ def state_sharding(mesh, state: Any, mesh_config=None) -> Any:
   vectors stay replicated. The rule reads shapes only, so it serves any
   model and optimizer.
   """
-  del mesh_config  # the mesh already holds the fsdp size
   fsdp = mesh.shape["fsdp"]
   return jax.tree.map(
       lambda x: NamedSharding(mesh, fsdp_spec(tuple(getattr(x, "shape", ())),

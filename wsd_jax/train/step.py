@@ -105,7 +105,8 @@ def train_step(state: TrainState, batch: dict, schedule: Callable, *,
       first_nonfinite=jnp.where((~finite) & (state.first_nonfinite < 0),
                                 state.step + 1, state.first_nonfinite))
   return state, {"loss": loss, "grad_norm": grad_norm, "lr": lr,
-                 "first_nonfinite": state.first_nonfinite}
+                 "first_nonfinite": state.first_nonfinite,
+                 "nonfinite": state.nonfinite}
 
 
 def eval_step(params, batch: dict, *, graphdef) -> jax.Array:
@@ -114,20 +115,11 @@ def eval_step(params, batch: dict, *, graphdef) -> jax.Array:
   return cross_entropy(model(batch["inputs"]), batch["targets"])
 
 
-def jit_train_step(*, graphdef, tx, grad_clip, tokens_per_step,
-                   state_sharding=None, batch_sharding=None,
-                   population: bool = False, shared_batch: bool = True):
-  """The step jitted once, with the state donated.
-
-  With ``population`` the step is vmapped over stacked states and stacked
-  schedules (and stacked batches unless ``shared_batch``).
-  """
-  fn = functools.partial(train_step, graphdef=graphdef, tx=tx,
-                         grad_clip=grad_clip, tokens_per_step=tokens_per_step)
-  if population:
-    fn = jax.vmap(fn, in_axes=(0, None if shared_batch else 0, 0))
-  kwargs = {}
-  if state_sharding is not None:
-    kwargs = dict(in_shardings=(state_sharding, batch_sharding, None),
-                  out_shardings=(state_sharding, None))
-  return jax.jit(fn, donate_argnums=(0,), **kwargs)
+def step_fn(config, setup) -> Callable:
+  """The pure step of a run: ``(state, batch, schedule) -> (state, metrics)``
+  with the run's model, optimizer, clipping and batch size bound; the
+  trainer jits it (vmapped for a population) with the state donated."""
+  return functools.partial(
+      train_step, graphdef=setup.graphdef, tx=setup.tx,
+      grad_clip=float(config.train.grad_clip) or None,
+      tokens_per_step=int(config.data.batch_size) * int(config.data.seq_len))

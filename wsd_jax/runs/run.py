@@ -1,0 +1,143 @@
+"""``Run``: the one reader of a run directory.
+
+Laws, studies, plots and ``experiments.runs`` read runs through it: config,
+lineage, the metrics table, the eval curve, the effective schedule, the LR of
+every update, checkpoint steps and branches. It only reads (a read-only
+directory works).
+
+The step convention: the row of ``metrics.jsonl`` for step ``s`` is logged
+after ``s`` updates; its ``lr`` is the LR the ``s``-th update used, i.e.
+``schedule(s - 1)`` (optax's ``count`` is 0-based). ``Run.lrs()`` gives
+``schedule(t)`` for ``t = 0, 1, ...``: the LR of the update that starts at
+step ``t``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Iterator
+
+import numpy as np
+
+from wsd_jax import schedules
+from wsd_jax.runs import rundir, spec
+
+
+class Run:
+  """A run directory, read lazily; ``Run(path)`` fails clearly if there is
+  no run there."""
+
+  def __init__(self, workdir: str):
+    self.workdir = str(workdir)
+    self.lineage = rundir.read_run(self.workdir)
+
+  def __repr__(self) -> str:
+    return f"Run({self.workdir!r})"
+
+  @property
+  def name(self) -> str:
+    return str(self.lineage.get("name") or rundir.name_of(self.workdir))
+
+  @property
+  def fork_step(self) -> int | None:
+    return self.lineage.get("fork_step")
+
+  @property
+  def resumes(self) -> list[dict]:
+    """WSD-S events: ``{"branch", "branch_step", "step"}``."""
+    return list(self.lineage.get("resumes", []))
+
+  @property
+  def data_info(self) -> dict:
+    """Facts about the data (e.g. ``optimal_loss`` of the bigram corpus)."""
+    return dict(self.lineage.get("data", {}))
+
+  @functools.cached_property
+  def config(self) -> dict:
+    return rundir.read_json(rundir.config_path(self.workdir))
+
+  @functools.cached_property
+  def schedule(self) -> schedules.Schedule:
+    """The effective schedule: the LR of every update this run's state has
+    seen, its parent's prefix and WSD-S decays included."""
+    return schedules.from_config(self.lineage["schedule"])
+
+  @functools.cached_property
+  def metrics(self) -> list[dict]:
+    """The rows of ``metrics.jsonl`` (damaged lines skipped with a warning);
+    a resumed run's repeated steps keep their last row."""
+    by_step = {}
+    for row in rundir.read_metrics(self.workdir):
+      by_step[row["step"]] = row
+    return [by_step[s] for s in sorted(by_step)]
+
+  def column(self, key: str, min_step: int = 0
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, values)`` of the rows that have a finite ``key``."""
+    rows = [r for r in self.metrics if r["step"] >= min_step
+            and isinstance(r.get(key), (int, float))
+            and np.isfinite(r[key])]
+    return (np.asarray([r["step"] for r in rows], np.int64),
+            np.asarray([r[key] for r in rows], np.float64))
+
+  def eval_curve(self, metric: str = "eval_loss", min_step: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, losses)`` of every evaluation."""
+    return self.column(metric, min_step)
+
+  def eval_at(self, step: int, metric: str = "eval_loss") -> float:
+    """The evaluation at ``step``; a clear error if there is none."""
+    steps, values = self.eval_curve(metric)
+    hit = np.flatnonzero(steps == step)
+    if not hit.size:
+      raise ValueError(f"{self.workdir} has no {metric} at step {step} "
+                       f"(evaluated at {steps.tolist()[-8:]}...)")
+    return float(values[hit[-1]])
+
+  def lrs(self, num_steps: int | None = None) -> np.ndarray:
+    """``schedule(t)`` for ``t < num_steps`` (default: through the last
+    logged step), float64: the LR of the update that starts at step ``t``."""
+    n = self.last_step + 1 if num_steps is None else int(num_steps)
+    return np.asarray(self.schedule(np.arange(n)), np.float64)
+
+  @property
+  def last_step(self) -> int:
+    return self.metrics[-1]["step"] if self.metrics else int(
+        self.fork_step or 0)
+
+  @property
+  def final_eval(self) -> float | None:
+    _, values = self.eval_curve()
+    return float(values[-1]) if values.size else None
+
+  def checkpoint_steps(self) -> list[int]:
+    return spec.checkpoint_steps(self.workdir)
+
+  def branches(self) -> list["Run"]:
+    return [Run(rundir.branch_dir(self.workdir, n))
+            for n in rundir.branches(self.workdir)]
+
+  def branch(self, name: str) -> "Run":
+    return Run(rundir.branch_dir(self.workdir, name))
+
+  def walk(self, depth: int = 0) -> Iterator[tuple[int, "Run"]]:
+    """``(depth, run)`` for this run and every branch below, parents first."""
+    yield depth, self
+    for b in self.branches():
+      yield from b.walk(depth + 1)
+
+  def describe(self) -> str:
+    """One line: what this run added to its parent's schedule."""
+    return describe_schedule(self.lineage["schedule"])
+
+
+def describe_schedule(schedule: dict) -> str:
+  """A one-line description of a schedule config."""
+  name, kw = schedule["name"], schedule.get("kwargs", {})
+  if name == "branch":
+    return (f"{kw['decay_shape']} decay {kw['decay_steps']} steps "
+            f"to {kw['final_value']:g}")
+  if name == "splice":
+    return f"{describe_schedule(kw['second'])} (after step {kw['at_step']})"
+  shown = {k: v for k, v in kw.items() if not isinstance(v, dict)}
+  return f"{name}({', '.join(f'{k}={v}' for k, v in shown.items())})"
