@@ -460,7 +460,7 @@ def test_property_values_bounded_and_monotone(sched, far_step):
   horizon = max(getattr(sched, "total_steps", 0),
                 max(getattr(sched, "checkpoint_steps", (0,))),
                 max(getattr(sched, "cycle_ends", (0,))),
-                getattr(sched, "at_step", 0) + getattr(sched, "decay_steps", 0))
+                getattr(sched, "end_step", 0))
   steps = np.unique(np.concatenate([
       np.linspace(0, horizon + 10, 400).astype(np.int64),
       [far_step, 2**31 - 1]]))

@@ -14,6 +14,13 @@ and the leaves are normalised to Python ``int``/``float`` (so two schedules
 that differ only in numbers have identical avals under ``jax.jit``). When a
 schedule is rebuilt from tracers (inside ``jit``, ``vmap`` or ``grad``) nothing
 is checked.
+
+A quantity computed from the arguments that traced code must not recompute
+(e.g. WSD-S's rounded decay lengths: float64 rounding on the host and float32
+rounding under ``jit`` disagree at ties) is a :func:`derived_steps` field: the
+schedule's ``derive`` computes it once, on the host, when the schedule is
+built, and the pytree carries it as integer leaves, so eager calls, ``jit``,
+``vmap`` and the schedule's own properties all read the same integers.
 """
 
 from __future__ import annotations
@@ -53,12 +60,20 @@ def child(**kwargs) -> Any:
   return dataclasses.field(metadata={_KIND: "child"}, **kwargs)
 
 
+def derived_steps(**kwargs) -> Any:
+  """A tuple of steps that ``derive()`` computes from the other fields.
+
+  Not a constructor argument; carried in the pytree as integer leaves.
+  """
+  return dataclasses.field(init=False, metadata={_KIND: "derived"}, **kwargs)
+
+
 def static(**kwargs) -> Any:
   """A dataclass field holding a discrete choice (static, not a leaf)."""
   return dataclasses.field(metadata={_KIND: "static", "static": True}, **kwargs)
 
 
-def _concrete(x: Any) -> np.ndarray | None:
+def concrete_value(x: Any) -> np.ndarray | None:
   """``x`` as a NumPy array if it is a concrete number, else ``None``."""
   if isinstance(x, jax.core.Tracer) or isinstance(x, bool):
     return None
@@ -71,7 +86,7 @@ def _concrete(x: Any) -> np.ndarray | None:
 
 def _normalise(name: str, kind: str, x: Any) -> Any:
   """Checks one concrete leaf and returns it as int/float (0-d) or an array."""
-  arr = _concrete(x)
+  arr = concrete_value(x)
   if kind == "steps":
     if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
       raise ValueError(f"{name} must be a whole number of steps, got {x!r}")
@@ -81,6 +96,12 @@ def _normalise(name: str, kind: str, x: Any) -> Any:
   if not np.all(np.isfinite(arr)):
     raise ValueError(f"{name} must be finite, got {x!r}")
   return float(arr) if arr.ndim == 0 else arr.astype(np.float32)
+
+
+def _normalise_tuple(name: str, items: tuple) -> tuple:
+  """Checks a tuple of concrete steps (see :func:`_normalise`)."""
+  return tuple(_normalise(f"{name}[{i}]", "steps", v)
+               for i, v in enumerate(items))
 
 
 class Schedule:
@@ -93,13 +114,14 @@ class Schedule:
   name: str = ""
 
   def __post_init__(self):
-    leaves = {}
+    leaves, concrete = {}, True
     for f in dataclasses.fields(self):
       kind = f.metadata.get(_KIND)
-      x = getattr(self, f.name)
+      x = getattr(self, f.name, None)
       if kind in ("steps", "value"):
-        if _concrete(x) is None:
-          return  # Rebuilt from tracers or placeholders: nothing to check.
+        if concrete_value(x) is None:
+          concrete = False  # Rebuilt from tracers or placeholders.
+          break
         leaves[f.name] = _normalise(f.name, kind, x)
       elif kind == "step_tuple":
         if isinstance(x, (int, float, np.integer, np.floating)):
@@ -107,19 +129,31 @@ class Schedule:
         items = tuple(x)
         if not items:
           raise ValueError(f"{f.name} must not be empty, got {x!r}")
-        if any(_concrete(i) is None for i in items):
-          return
-        leaves[f.name] = tuple(
-            _normalise(f"{f.name}[{i}]", "steps", v) for i, v in enumerate(items))
+        if any(concrete_value(i) is None for i in items):
+          concrete = False
+          break
+        leaves[f.name] = _normalise_tuple(f.name, items)
       elif kind == "child" and not isinstance(x, Schedule):
         if isinstance(x, jax.core.Tracer) or x is None or type(x) is object:
-          return
+          concrete = False
+          break
         raise ValueError(f"{f.name} must be a schedule, got {x!r}")
-    for k, v in leaves.items():
-      object.__setattr__(self, k, v)
-    if all(np.ndim(v) == 0 for k, v in leaves.items()
-           if not isinstance(v, tuple)):
+    if concrete:
+      for k, v in leaves.items():
+        object.__setattr__(self, k, v)
+    # Derived fields are computed once, here, unless the pytree (rebuilt by
+    # jit, vmap, tree.map, ...) already carries them.
+    if any(f.metadata.get(_KIND) == "derived" and f.name not in vars(self)
+           for f in dataclasses.fields(self)):
+      for k, v in self.derive().items():
+        object.__setattr__(self, k, _normalise_tuple(k, tuple(v)))
+    if concrete and all(np.ndim(v) == 0 for k, v in leaves.items()
+                        if not isinstance(v, tuple)):
       self.check()
+
+  def derive(self) -> dict[str, Any]:
+    """The :func:`derived_steps` fields, computed from concrete values."""
+    return {}
 
   def check(self) -> None:
     """Raises ``ValueError`` naming a bad argument (concrete values only)."""
@@ -134,7 +168,31 @@ class Schedule:
 def schedule_class(cls: type) -> type:
   """Makes ``cls`` a frozen dataclass registered as a JAX pytree."""
   cls = dataclasses.dataclass(frozen=True)(cls)
-  return jax.tree_util.register_dataclass(cls)
+  fields = dataclasses.fields(cls)
+  if all(f.init for f in fields):
+    return jax.tree_util.register_dataclass(cls)
+  # Derived fields are leaves but not constructor arguments, so the schedule
+  # is rebuilt around the constructor: every field is set, then checked.
+  meta = tuple(f.name for f in fields if f.metadata.get("static"))
+  data = tuple(f.name for f in fields if not f.metadata.get("static"))
+
+  def flatten_with_keys(x):
+    return ([(jax.tree_util.GetAttrKey(n), getattr(x, n)) for n in data],
+            tuple(getattr(x, n) for n in meta))
+
+  def flatten(x):
+    return [getattr(x, n) for n in data], tuple(getattr(x, n) for n in meta)
+
+  def unflatten(meta_values, children):
+    obj = object.__new__(cls)
+    for n, v in zip(meta + data, (*meta_values, *children)):
+      object.__setattr__(obj, n, v)
+    obj.__post_init__()
+    return obj
+
+  jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten,
+                                          flatten)
+  return cls
 
 
 # ----------------------------------------------------------------------------

@@ -17,8 +17,9 @@ import numpy as np
 from wsd_jax.schedules import engine
 from wsd_jax.schedules.engine import (Phase, Schedule, check_decay, check_fits,
                                       check_peak, check_warmup_init, child,
-                                      hold, ramp, require, schedule_class,
-                                      static, step_tuple, steps, value, warmup)
+                                      derived_steps, hold, ramp, require,
+                                      schedule_class, static, step_tuple,
+                                      steps, value, warmup)
 
 
 @schedule_class
@@ -230,6 +231,13 @@ class WSDS(Schedule):
   the ``E_i``: e.g. budgets (12500, 25000, 50000) with fraction 0.1 give
   (12500, 26250, 53750). After the last budget the LR stays at
   ``final_value``. The paper's configs decay linearly to 0.1 x peak.
+
+  The ``d_i`` are computed once, when the schedule is built: Python's
+  ``round`` of the float64 product (ties to even, e.g. ``0.5 * 381 -> 190``).
+  They are the integer leaves ``decay_steps``, so eager calls, ``jit``,
+  ``vmap`` and ``checkpoint_steps`` use the same lengths (a float32
+  ``decay_fraction`` rounded under ``jit`` would move ties such as
+  ``0.15 * 190``).
   """
   name = "wsd_s"
   peak_value: float = value()
@@ -239,26 +247,34 @@ class WSDS(Schedule):
   decay_shape: str = static(default="linear")
   init_value: float = value(default=0.0)
   final_value: float = value(default=0.0)
+  decay_steps: tuple[int, ...] = derived_steps()
 
-  def _decays(self):
-    return tuple(jnp.round(self.decay_fraction * jnp.asarray(b, jnp.float32))
-                 .astype(jnp.int32) for b in self.budgets)
+  def derive(self):
+    fraction = engine.concrete_value(self.decay_fraction)
+    budgets = [engine.concrete_value(b) for b in self.budgets]
+    if fraction is None or any(b is None for b in budgets):
+      raise ValueError(
+          "wsd_s needs concrete decay_fraction and budgets to round its decay "
+          f"lengths, got {self.decay_fraction!r} and {self.budgets!r}: build "
+          "the schedule outside jit/vmap/grad and pass it in as an argument")
+    fraction = fraction.astype(np.float64)
+    require(np.all((fraction > 0) & (fraction <= 1)), "decay_fraction",
+            self.decay_fraction, "must be in (0, 1]")
+    return {"decay_steps": tuple(np.round(fraction * b.astype(np.float64))
+                                 for b in budgets)}
 
   @property
   def checkpoint_steps(self) -> tuple:
     """The steps ``E_i`` at which decay ``i`` ends (the budget's model)."""
-    if all(isinstance(b, int) for b in self.budgets) and isinstance(
-        self.decay_fraction, float):
-      decays = [int(round(self.decay_fraction * b)) for b in self.budgets]
-      return tuple(b + sum(decays[:i]) for i, b in enumerate(self.budgets))
-    decays = self._decays()
-    return tuple(b + sum(decays[:i]) for i, b in enumerate(self.budgets))
+    ends, decayed = [], 0
+    for b, d in zip(self.budgets, self.decay_steps):
+      ends.append(b + decayed)
+      decayed = decayed + d
+    return tuple(ends)
 
   def check(self):
     check_peak("peak_value", self.peak_value)
     check_warmup_init(self.init_value, self.peak_value, self.warmup_steps)
-    require(0 < self.decay_fraction <= 1, "decay_fraction",
-            self.decay_fraction, "must be in (0, 1]")
     check_decay(self.decay_shape, self.peak_value, self.final_value)
     previous = 0
     for i, b in enumerate(self.budgets):
@@ -266,8 +282,7 @@ class WSDS(Schedule):
               f"must exceed the previous budget ({previous})")
       previous = b
     ends = self.checkpoint_steps
-    starts = [e - round(self.decay_fraction * b)
-              for e, b in zip(ends, self.budgets)]
+    starts = [e - d for e, d in zip(ends, self.decay_steps)]
     require(starts[0] >= self.warmup_steps, "warmup_steps", self.warmup_steps,
             f"must end before the first decay starts (step {starts[0]})")
     require(ends[-1] <= engine.MAX_STEP, "budgets", self.budgets,
@@ -280,7 +295,7 @@ class WSDS(Schedule):
   def phases(self):
     phases = warmup(self.init_value, self.peak_value, self.warmup_steps)
     phases.append(hold(self.warmup_steps, self.peak_value))
-    for end, decay in zip(self.checkpoint_steps, self._decays()):
+    for end, decay in zip(self.checkpoint_steps, self.decay_steps):
       phases.append(ramp(self.decay_shape, end - decay, decay,
                          self.peak_value, self.final_value))
       phases.append(hold(end, self.peak_value))

@@ -24,7 +24,7 @@ def get(name: str, **kwargs: Any) -> Schedule:
     raise ValueError(f"unknown schedule {name!r}; known schedules: "
                      f"{', '.join(sorted(SCHEDULES))}")
   cls = SCHEDULES[name]
-  fields = {f.name for f in dataclasses.fields(cls)}
+  fields = {f.name for f in dataclasses.fields(cls) if f.init}
   if unknown := sorted(set(kwargs) - fields):
     raise ValueError(f"unknown argument(s) {unknown} for schedule {name!r}; "
                      f"it takes {sorted(fields)}")
@@ -67,4 +67,4 @@ def to_config(schedule: Schedule) -> dict[str, Any]:
   :func:`from_config`."""
   return {"name": schedule.name,
           "kwargs": {f.name: _plain(getattr(schedule, f.name))
-                     for f in dataclasses.fields(schedule)}}
+                     for f in dataclasses.fields(schedule) if f.init}}
