@@ -13,6 +13,7 @@ Two figures per workload, both over P members that differ in peak LR:
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import time
@@ -26,7 +27,7 @@ from wsd_jax import schedules
 from wsd_jax.train import (base_config, setup, train_and_evaluate,
                            train_population)
 from wsd_jax.train import sharding
-from wsd_jax.train.step import jit_train_step
+from wsd_jax.train.step import train_step
 
 _WORKLOAD = flags.DEFINE_enum("workload", "mlp", ["mlp", "gpt_nano"],
                               "What each member trains.")
@@ -71,7 +72,8 @@ def time_steps(config, members: int, steps: int) -> tuple[float, float]:
 
   stacked = jax.tree.map(lambda x: np.stack([np.asarray(x)] * members),
                          s.state)
-  single = jit_train_step(**kw)
+  fn = functools.partial(train_step, **kw)
+  single = jax.jit(fn, donate_argnums=(0,))
   state = s.state
   for _ in range(2):  # compile, and settle the output layout
     state, m = single(state, batch, scheds[0])
@@ -83,7 +85,7 @@ def time_steps(config, members: int, steps: int) -> tuple[float, float]:
   jax.block_until_ready(m)
   t_seq = time.perf_counter() - t0
 
-  pop = jit_train_step(population=True, shared_batch=True, **kw)
+  pop = jax.jit(jax.vmap(fn, in_axes=(0, None, 0)), donate_argnums=(0,))
   sched = schedules.stack(scheds)
   stacked = jax.device_put(stacked, sharding.replicated(s.mesh))
   for _ in range(2):  # compile, and settle the output layout

@@ -4,7 +4,7 @@ r"""Tokens/s, step time and MFU of the library's GPT train step.
     python -m bench.step_throughput --size=124m --seq_len=1024 --batch=16 \
         --dtype=bfloat16 --attention=cudnn                       # one H100
 
-The step is the one training uses (``models.build`` + ``jit_train_step``:
+The step is the one training uses (``models.build`` + ``train_step`` jitted as the trainer does:
 AdamW, grad clipping, the schedule as an argument, the state donated),
 sharded over all devices by ``config.mesh`` rules (``--fsdp``). The batch is
 synthetic and stays on the device. Steps are dispatched back to back and
@@ -17,6 +17,7 @@ n/a on CPU).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any
 
@@ -29,7 +30,7 @@ from flax import nnx
 from wsd_jax import models, schedules
 from wsd_jax.train import sharding
 from wsd_jax.train import state as state_lib
-from wsd_jax.train.step import jit_train_step, make_optimizer
+from wsd_jax.train.step import make_optimizer, train_step
 
 # Dense bf16 peak FLOP/s per chip, matched against ``device.device_kind``.
 PEAK_FLOPS = (("H200", 989e12), ("H100", 989e12), ("A100", 312e12),
@@ -113,9 +114,11 @@ def build(size: str, *, seq_len: int | None = None, batch: int | None = None,
       0, vocab, (batch, seq_len + 1), dtype=np.int32)
   device_batch = jax.device_put(
       {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}, batch_sh)
-  step_fn = jit_train_step(graphdef=graphdef, tx=tx, grad_clip=1.0,
-                           tokens_per_step=batch * seq_len,
-                           state_sharding=state_sh, batch_sharding=batch_sh)
+  step_fn = jax.jit(
+      functools.partial(train_step, graphdef=graphdef, tx=tx, grad_clip=1.0,
+                        tokens_per_step=batch * seq_len),
+      donate_argnums=(0,), in_shardings=(state_sh, batch_sh, None),
+      out_shardings=(state_sh, None))
   return Bench(model.cfg, seq_len, batch, state, step_fn, device_batch)
 
 

@@ -7,8 +7,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from wsd_jax.runs import branching, rundir
-from wsd_jax.train import (population, train_and_evaluate,
+from wsd_jax import reports, runs, train
+from wsd_jax.runs import rundir
+from wsd_jax.train import (load_state, population, train_and_evaluate,
                            train_population, train_specs)
 from tiny import tiny_config
 
@@ -68,6 +69,23 @@ def test_grid_members_equal_their_standalone_runs(tmp_path):
   assert run["schedule"]["kwargs"]["peak_value"] == 0.01
   finals = [m["eval_loss"] for m in out["members"]]
   assert len(set(finals)) == 4  # the members really differ
+  # Every member's checkpoint holds its own state, equal to its own run's.
+  _, alone = load_state(str(tmp_path / "one"))
+  for i, m in enumerate(out["members"]):
+    _, saved = load_state(m["workdir"])
+    assert int(saved.step) == 40
+    leaves = jax.tree.leaves(saved.params)
+    live = jax.tree.leaves(m["state"].params)
+    for x, y in zip(leaves, live):
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    if i == 3:
+      for x, y in zip(leaves, jax.tree.leaves(alone.params)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-5,
+                                   atol=1e-7)
+    else:
+      assert not np.allclose(np.asarray(leaves[0]),
+                             np.asarray(jax.tree.leaves(alone.params)[0]))
+  reports.population_report(str(tmp_path / "pop"))  # the app draws it
   table = (tmp_path / "pop" / "population.md").read_text()
   assert f"{finals[2]:.5f}" in table and "decay_fraction" in table
   assert (tmp_path / "pop" / "plots" / "population.png").stat().st_size > 5000
@@ -98,9 +116,9 @@ def test_branches_from_several_fork_steps_in_one_program(tmp_path):
   main = tiny(decay_steps=0)
   main.train.update(checkpoint_every=10, keep_last=5)
   train_and_evaluate(main, str(tmp_path))
-  sequential = [branching.branch(str(tmp_path), s, 10, "1-sqrt",
+  sequential = [train.branch(str(tmp_path), s, 10, "1-sqrt",
                                  name=f"seq{s}") for s in (10, 20, 30)]
-  specs = [branching.branch_spec(str(tmp_path), s, 10, "1-sqrt",
+  specs = [runs.branch_spec(str(tmp_path), s, 10, "1-sqrt",
                                  name=f"pop{s}") for s in (10, 20, 30)]
   with CompileCounter() as counter:
     out = train_specs(specs)
@@ -115,7 +133,7 @@ def test_a_member_can_be_branched(tmp_path):
   c.population.members = "peak_value=0.01;peak_value=0.03"
   out = train_and_evaluate(c, str(tmp_path))
   member = out["members"][1]["workdir"]
-  summary = branching.branch(member, 20, 10, "linear", name="decay")
+  summary = train.branch(member, 20, 10, "linear", name="decay")
   assert summary["step"] == 30
   assert rundir.read_run(summary["workdir"])["fork_step"] == 20
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import ml_collections
@@ -18,10 +19,11 @@ from wsd_jax import schedules
 from wsd_jax.runs import rundir
 from wsd_jax.train import (NonFiniteLossError, setup,
                            tokens_seen, train_and_evaluate)
-from wsd_jax.train.step import jit_train_step
+from wsd_jax.train.step import step_fn
 from tiny import tiny_config
 
-FIELDS = {"step", "tokens", "lr", "loss", "grad_norm", "step_time_s"}
+FIELDS = {"step", "tokens", "lr", "loss", "grad_norm", "step_time_s",
+          "train_time_s"}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -29,7 +31,7 @@ tiny = tiny_config
 
 
 def metrics_without_time(workdir):
-  return [{k: v for k, v in r.items() if k != "step_time_s"}
+  return [{k: v for k, v in r.items() if not k.endswith("_time_s")}
           for r in rundir.read_metrics(workdir)]
 
 
@@ -65,6 +67,9 @@ def test_bigram_run_directory(tmp_path):
   assert rows[-1]["tokens"] == 40 * 16 * 8 == tokens_seen(summary["state"])
   assert "eval_loss_group0" in rows[-1]  # per entropy group on bigram data
   assert rundir.read_run(str(tmp_path))["data"]["optimal_loss"] > 0
+  assert not (tmp_path / "plots").exists()  # the trainer draws nothing
+  from wsd_jax import reports
+  reports.run_figures(str(tmp_path))  # the apps draw
   for png in ("loss.png", "lr.png"):
     assert os.path.getsize(tmp_path / "plots" / png) > 5_000
 
@@ -120,15 +125,48 @@ def test_same_seed_same_metrics(tmp_path):
 
 
 def test_step_compiles_once_for_any_schedule_numbers():
-  s = setup(tiny())
-  fn = jit_train_step(graphdef=s.graphdef, tx=s.tx, grad_clip=1.0,
-                      tokens_per_step=128)
+  c = tiny()
+  s = setup(c)
+  fn = jax.jit(step_fn(c, s), donate_argnums=(0,))
   batch = next(iter(s.train_ds))
   state = s.state
-  for peak in (0.1, 0.01, 0.001):
-    state, m = fn(state, batch, schedules.wsd(peak, 100, 10))
-    assert float(m["lr"]) == pytest.approx(peak)
-  assert fn._cache_size() == 1
+  compiles = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda event, duration, **kw: compiles.append(event)
+      if event == "/jax/core/compile/backend_compile_duration" else None)
+  try:
+    for peak in (0.1, 0.01, 0.001):
+      state, m = fn(state, batch, schedules.wsd(peak, 100, 10))
+      assert float(m["lr"]) == pytest.approx(peak)
+      if peak == 0.1:
+        first = len(compiles)
+    assert len(compiles) == first  # later peaks reuse the program
+  finally:
+    jax.monitoring.clear_event_listeners()
+
+
+def test_train_time_excludes_evaluation(tmp_path, monkeypatch):
+  from wsd_jax.train import loop
+  evaluate = loop.Single.evaluate
+
+  def slow_evaluate(self, state):
+    time.sleep(0.5)
+    return evaluate(self, state)
+  monkeypatch.setattr(loop.Single, "evaluate", slow_evaluate)
+  start = time.perf_counter()
+  train_and_evaluate(tiny(steps=40, eval_every=10, log_every=5),
+                     str(tmp_path))
+  wall = time.perf_counter() - start
+  rows = rundir.read_metrics(tmp_path)
+  evals = [r for r in rows if "eval_loss" in r]
+  assert len(evals) == 4 and all(r["eval_time_s"] >= 0.5 for r in evals)
+  train_s = [r["train_time_s"] for r in rows]
+  assert train_s == sorted(train_s) and train_s[0] > 0
+  assert train_s[-1] < wall - 4 * 0.5  # the evaluations are not in it
+  # step_time_s is the training time per step since the previous row.
+  for a, b in zip(rows, rows[1:]):
+    assert b["step_time_s"] * (b["step"] - a["step"]) == pytest.approx(
+        b["train_time_s"] - a["train_time_s"], rel=1e-6)
 
 
 def test_loop_does_not_recompile_with_more_steps(tmp_path):

@@ -24,7 +24,7 @@ from wsd_jax.runs import rundir
 LOCK = ".lock"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(ValueError):
   """Another process is training in this run directory."""
 
 

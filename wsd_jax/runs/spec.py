@@ -115,7 +115,10 @@ def branch_spec(workdir: str, from_step: int, decay_steps: int,
                            decay_shape, float(final_value))
   name = name or branch_name(from_step, decay_steps, decay_shape)
   bdir = rundir.branch_dir(workdir, name)
-  if rundir.is_run(bdir) and not _same_branch(bdir, from_step, sched):
+  if rundir.is_run(bdir) and _same_branch(bdir, from_step, sched):
+    # Resumed as it was laid out (the main run may have moved on since).
+    sched = schedules.from_config(rundir.read_config(bdir)["schedule"])
+  elif rundir.is_run(bdir):
     if not overwrite:
       raise ValueError(f"branch {name!r} already exists in {workdir} with "
                        "another fork step or decay; choose another --name or "
