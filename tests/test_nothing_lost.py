@@ -247,3 +247,22 @@ def test_skipped_nonfinite_steps_are_counted_and_metrics_stay_json(
           for l in (tmp_path / rundir.METRICS).read_text().splitlines()]
   assert rows[-1]["nonfinite_steps"] == summary["nonfinite_steps"]
   assert f"skipped {summary['nonfinite_steps']} step(s)" in caplog.text
+
+
+def test_runs_app_reads_a_read_only_run_directory(finished, tmp_path):
+  """The tree of a run on a read-only mount (an archive, a shared result)."""
+  workdir = copy(finished, tmp_path / "ro" / "run")
+  cwd = tmp_path / "cwd"
+  cwd.mkdir()
+  ro = tmp_path / "ro"
+  script = (f"mount --bind {ro} {ro} && mount -o remount,bind,ro {ro} && "
+            f"touch {ro}/probe 2>/dev/null && exit 97; "
+            f"{sys.executable} -m experiments.runs --workdir={workdir}")
+  result = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=cwd,
+                          env=dict(ENV, PYTHONPATH=ROOT), capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.splitlines()[1].split()[:2] == ["run", "40"]
+  assert "wrote run_runs.png" in result.stdout
+  assert (cwd / "run_runs.png").stat().st_size > 5000
+  assert not (workdir / "plots").exists()

@@ -1,0 +1,52 @@
+"""Figures a researcher reads first: distinct colours, visible short lines,
+and the library leaves matplotlib's backend alone."""
+
+import subprocess
+import sys
+
+import matplotlib.colors as mcolors
+import numpy as np
+import pytest
+
+from wsd_jax import plots
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+  """Captures the figure ``plots.save`` is given instead of writing it."""
+  figs = []
+  monkeypatch.setattr(plots, "save", lambda fig, path: figs.append(fig) or path)
+  return figs
+
+
+def test_many_series_get_distinct_colours_and_a_legend_beside(drawn):
+  series = [(f"m{i:03d}", np.arange(10), np.arange(10) + i) for i in range(12)]
+  plots.curves(series, "unused.png")
+  lines = drawn[0].axes[0].get_lines()
+  colours = {mcolors.to_hex(l.get_color()) for l in lines}
+  assert len(colours) == 12
+  legend = drawn[0].axes[0].get_legend()
+  assert [t.get_text() for t in legend.get_texts()] == [s[0] for s in series]
+
+
+def test_a_short_series_is_drawn_with_markers(drawn):
+  plots.curves([("main", np.arange(50), np.ones(50)),
+                ("branch", np.array([40, 50]), np.array([1.0, 0.9]))],
+               "unused.png")
+  main, branch = drawn[0].axes[0].get_lines()
+  assert main.get_marker() in ("None", None, "")
+  assert branch.get_marker() == "o"
+
+
+def test_importing_the_library_leaves_the_backend_alone():
+  code = ("import matplotlib; matplotlib.use('svg'); "
+          "import wsd_jax, wsd_jax.plots, wsd_jax.train, wsd_jax.reports, "
+          "wsd_jax.studies; print(matplotlib.get_backend())")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, check=True)
+  assert out.stdout.strip() == "svg"
+
+
+def test_one_colour_per_method():
+  assert len(set(plots.METHOD_COLORS.values())) == len(plots.METHOD_COLORS)
+  assert plots.color("wsd") != plots.color("cyclic_cosine")
