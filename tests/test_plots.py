@@ -50,3 +50,24 @@ def test_importing_the_library_leaves_the_backend_alone():
 def test_one_colour_per_method():
   assert len(set(plots.METHOD_COLORS.values())) == len(plots.METHOD_COLORS)
   assert plots.color("wsd") != plots.color("cyclic_cosine")
+
+
+def test_lr_figure_and_metrics_rows_agree_on_the_step_convention(
+    tmp_path, drawn):
+  """Row ``s`` of metrics.jsonl logs the LR of the s-th update, schedule(s-1);
+  the LR figure draws schedule(t) at t, so the two coincide point by point."""
+  sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+  from tiny import tiny_config
+  from wsd_jax import reports, schedules
+  from wsd_jax.runs import rundir
+  from wsd_jax.train import train_and_evaluate
+  sched = schedules.wsd(0.05, total_steps=30, decay_steps=10, warmup_steps=5)
+  train_and_evaluate(tiny_config(sched, steps=30, log_every=1), str(tmp_path))
+  reports.run_figures(str(tmp_path))
+  lr_line = drawn[1].axes[0].get_lines()[0]
+  x, y = lr_line.get_xdata(), lr_line.get_ydata()
+  np.testing.assert_array_equal(x, np.arange(30))
+  np.testing.assert_allclose(y, sched(np.arange(30)), rtol=1e-6)
+  rows = rundir.read_metrics(str(tmp_path))
+  np.testing.assert_allclose([r["lr"] for r in rows],
+                             [y[r["step"] - 1] for r in rows], rtol=1e-6)
