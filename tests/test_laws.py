@@ -214,11 +214,12 @@ def write_run(path, name, schedule, steps, losses, parent=None, fork_step=None):
       "name": name, "parent": parent, "fork_step": fork_step,
       "schedule": schedules.to_config(schedule)}))
   with open(path / "metrics.jsonl", "w") as f:
-    for s, loss in zip(steps, losses):
-      f.write(json.dumps({"step": int(s), "loss": float(loss) + 0.1,
-                          "lr": float(schedule(int(s) - 1))}) + "\n")
+    for s, loss in zip(steps, losses):  # one row per step, as the trainer
+      row = {"step": int(s), "loss": float(loss) + 0.1,
+             "lr": float(schedule(int(s) - 1))}
       if s % 10 == 0:
-        f.write(json.dumps({"step": int(s), "eval_loss": float(loss)}) + "\n")
+        row["eval_loss"] = float(loss)
+      f.write(json.dumps(row) + "\n")
 
 
 def test_from_run_main_and_branch(tmp_path):
