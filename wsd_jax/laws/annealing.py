@@ -18,6 +18,7 @@ lowers the predicted loss, so schedule optimisation must bound the peak.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,11 +36,18 @@ def annealing_areas(lrs: jax.typing.ArrayLike, steps: Any = None,
   """``S1`` and ``S2`` at ``steps`` (default: every step ``1..len(lrs)``).
 
   Computed with a cumulative sum and a ``lax.scan`` for the momentum, so it
-  is O(len(lrs)) and differentiable in ``lrs``.
+  is O(len(lrs)) and differentiable in ``lrs``; jitted once per shape.
   """
   lrs = jnp.asarray(lrs)
   steps = (np.arange(1, lrs.shape[0] + 1) if steps is None
            else np.asarray(steps, np.int64))
+  return _areas(lrs, jnp.asarray(steps), lam, int(warmup_steps),
+                bool(count_warmup_at_peak))
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _areas(lrs: jax.Array, steps: jax.Array, lam: float, warmup_steps: int,
+           count_warmup_at_peak: bool) -> tuple[jax.Array, jax.Array]:
   eff = effective_lrs(lrs, warmup_steps, count_warmup_at_peak)
   drops = lr_drops(eff, warmup_steps)
 
@@ -48,9 +56,7 @@ def annealing_areas(lrs: jax.typing.ArrayLike, steps: Any = None,
     return m, m
 
   _, momentum = jax.lax.scan(step, jnp.zeros((), eff.dtype), drops)
-  s1 = jnp.cumsum(eff)[steps - 1]
-  s2 = jnp.cumsum(momentum)[steps - 1]
-  return s1, s2
+  return jnp.cumsum(eff)[steps - 1], jnp.cumsum(momentum)[steps - 1]
 
 
 class AnnealingLaw(Law):

@@ -16,10 +16,15 @@ Luo et al., arXiv 2503.12811). Here:
 
 A fit whose optimizer fails everywhere, or whose R^2 on the fitted curves is
 NaN or below ``min_r2``, raises ``FitError``.
+
+Every jitted function of the fit is built once per law class
+(``functools.cache``) with the data as arguments, so fits on curves of the
+same shapes compile once.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -250,26 +255,22 @@ class Law:
             for i, k in enumerate(cls.param_names)}
 
   @classmethod
+  def _nonlinear_names(cls) -> list[str]:
+    return [k for k in cls.param_names if k not in cls.linear_names]
+
+  @classmethod
   def _starts(cls, terms, curves, bounds) -> np.ndarray:
     """Grid over nonlinear params, linear ones by least squares; best first.
 
     Grid points are ranked by their least-squares residual (loss space).
     """
     offset, coef_a, coef_x = cls.linear_names
-    nonlinear = [k for k in cls.param_names if k not in cls.linear_names]
+    nonlinear = cls._nonlinear_names()
     grid = np.array(list(itertools.product(
         *(cls.start_grid[k] for k in nonlinear))), np.float64)
     y = np.concatenate([c.losses for c in curves])
 
-    def features(point):
-      p = {k: point[i] for i, k in enumerate(nonlinear)}
-      u = jnp.concatenate([cls._loss({**p, offset: 0.0, coef_a: 1.0,
-                                      coef_x: 0.0}, t) for t in terms])
-      v = jnp.concatenate([-cls._loss({**p, offset: 0.0, coef_a: 0.0,
-                                       coef_x: 1.0}, t) for t in terms])
-      return u, v
-
-    u, v = jax.jit(lambda g: jax.lax.map(features, g))(jnp.asarray(grid))
+    u, v = _jitted_features(cls)(jnp.asarray(grid), terms)
     u, v = np.asarray(u), np.asarray(v)
     starts, residuals = [], []
     for g, ug, vg in zip(grid, u, v):
@@ -292,37 +293,48 @@ class Law:
     return np.asarray(starts, np.float64)[np.argsort(residuals)]
 
 
-_CACHE: dict[tuple[type, str], Any] = {}
+def _objective(cls: type[Law], x: jax.Array, data) -> jax.Array:
+  """Mean Huber loss of the log residuals, in units of ``HUBER_DELTA**2``."""
+  terms, log_obs = data
+  p = cls._unpack(x)
+  total, count = 0.0, 0
+  for t, y in zip(terms, log_obs):
+    pred = cls._loss(p, t)
+    safe = jnp.where(pred > 1e-8, pred, 1e-8)
+    total = total + jnp.sum(huber(jnp.log(safe) - y))
+    count += y.shape[0]
+  return total / (count * HUBER_DELTA**2)
 
 
-def _objective(cls: type[Law]):
-  key = (cls, "objective")
-  if key not in _CACHE:
+def _start_features(cls: type[Law], grid: jax.Array, terms
+                    ) -> tuple[jax.Array, jax.Array]:
+  """The power-law and annealing features (``u``, ``v``) at each grid point."""
+  offset, coef_a, coef_x = cls.linear_names
+  nonlinear = cls._nonlinear_names()
 
-    def objective(x, data):
-      terms, log_obs = data
-      p = cls._unpack(x)
-      total, count = 0.0, 0
-      for t, y in zip(terms, log_obs):
-        pred = cls._loss(p, t)
-        safe = jnp.where(pred > 1e-8, pred, 1e-8)
-        total = total + jnp.sum(huber(jnp.log(safe) - y))
-        count += y.shape[0]
-      return total / (count * HUBER_DELTA**2)
+  def features(point):
+    p = {k: point[i] for i, k in enumerate(nonlinear)}
+    u = jnp.concatenate([cls._loss({**p, offset: 0.0, coef_a: 1.0,
+                                    coef_x: 0.0}, t) for t in terms])
+    v = jnp.concatenate([-cls._loss({**p, offset: 0.0, coef_a: 0.0,
+                                     coef_x: 1.0}, t) for t in terms])
+    return u, v
 
-    _CACHE[key] = jax.jit(objective)
-  return _CACHE[key]
+  return jax.lax.map(features, grid)
 
 
+# One jitted function per law class, the data passed as arguments: each
+# compiles once per shape, however many fits run.
+@functools.cache
 def _value_and_grad(cls: type[Law]):
-  key = (cls, "value_and_grad")
-  if key not in _CACHE:
-    _CACHE[key] = jax.jit(jax.value_and_grad(_objective(cls)))
-  return _CACHE[key]
+  return jax.jit(jax.value_and_grad(functools.partial(_objective, cls)))
 
 
+@functools.cache
+def _jitted_features(cls: type[Law]):
+  return jax.jit(functools.partial(_start_features, cls))
+
+
+@functools.cache
 def _jitted_loss(cls: type[Law]):
-  key = (cls, "loss")
-  if key not in _CACHE:
-    _CACHE[key] = jax.jit(cls._loss)
-  return _CACHE[key]
+  return jax.jit(cls._loss)
