@@ -1,14 +1,19 @@
-"""Tests of wsd_jax.laws: areas, recovery of known parameters, bad inputs."""
+"""Tests of wsd_jax.laws: areas, recovery of known parameters, bad inputs,
+fit diagnostics (non-convergence, unidentified parameters), compile once."""
 
 import json
+import re
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.optimize
 
 from wsd_jax import laws
 from wsd_jax import schedules
+from wsd_jax.laws import fitting
 from wsd_jax.laws.multipower import MultiPowerLaw
 
 PEAK = 3e-4
@@ -202,10 +207,12 @@ def test_poor_fit_raises_fit_error():
                      3.0 + 0.1 * rng.standard_normal(400))
   with pytest.raises(laws.FitError, match="R\\^2"):
     laws.AnnealingLaw.fit([curve])
+  # A ValueError, so that apps print it in one line; RuntimeError as before.
+  assert issubclass(laws.FitError, ValueError)
   assert issubclass(laws.FitError, RuntimeError)
 
 
-# ---- compile once ----------------------------------------------------------
+# ---- fit diagnostics -------------------------------------------------------
 
 
 def constant_and_wsd(truth, n, seed=0, noise=1e-4):
@@ -215,6 +222,98 @@ def constant_and_wsd(truth, n, seed=0, noise=1e-4):
   wsd = np.asarray(schedules.wsd(PEAK, n, n // 5)(np.arange(n + 1)), np.float64)
   return [noisy_curve(truth, np.full(n + 1, PEAK), steps, rng, noise),
           noisy_curve(truth, wsd, steps, rng, noise)]
+
+
+def test_unconverged_fit_warns_and_says_so_in_fit_info():
+  curves = constant_and_wsd(laws.AnnealingLaw(ANNEALING_TRUTH), 1000)
+  pattern = (r"AnnealingLaw\.fit: the optimizer did not converge \(STOP: TOTAL "
+             r"NO\.? OF ITERATIONS REACHED LIMIT\) after 1 iterations and \d+ "
+             r"evaluations")
+  with pytest.warns(fitting.FitWarning, match=pattern) as record:
+    law = laws.AnnealingLaw.fit(curves, maxiter=1, min_r2=-np.inf)
+  assert len(record) == 1 and "\n" not in str(record[0].message)
+  info = law.fit_info
+  assert info["success"] is False and info["nit"] == 1 and info["nfev"] >= 1
+  assert "ITERATIONS REACHED LIMIT" in info["message"]
+  assert re.search(pattern, info["warnings"][0])
+  # The same curves, given the iterations, converge without a warning.
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", fitting.FitWarning)
+    law = laws.AnnealingLaw.fit(curves)
+  assert law.fit_info["warnings"] == [] and law.fit_info["nit"] > 1
+
+
+def fake_minimize(x, success, message):
+  def minimize(fun, x0, **kwargs):
+    del kwargs
+    fun(x0)
+    return scipy.optimize.OptimizeResult(
+        x=np.asarray(x0) if x is None else x, fun=fun(x0)[0], success=success,
+        message=message, nit=7, nfev=11)
+  return minimize
+
+
+def test_abnormal_line_search_warns(monkeypatch):
+  curves = constant_and_wsd(laws.AnnealingLaw(ANNEALING_TRUTH), 1000)
+  monkeypatch.setattr(scipy.optimize, "minimize", fake_minimize(
+      None, False, "ABNORMAL_TERMINATION_IN_LNSRCH"))
+  with pytest.warns(fitting.FitWarning,
+                    match=r"ABNORMAL_TERMINATION_IN_LNSRCH\) after 7 "
+                          r"iterations and 11 evaluations"):
+    law = laws.AnnealingLaw.fit(curves, min_r2=-np.inf)
+  assert law.fit_info["success"] is False
+  assert law.fit_info["message"] == "ABNORMAL_TERMINATION_IN_LNSRCH"
+  assert (law.fit_info["nit"], law.fit_info["nfev"]) == (7, 11)
+
+
+def test_non_finite_parameters_raise(monkeypatch):
+  curves = constant_and_wsd(laws.AnnealingLaw(ANNEALING_TRUTH), 1000)
+  monkeypatch.setattr(scipy.optimize, "minimize", fake_minimize(
+      np.full(4, np.nan), False, "ABNORMAL_TERMINATION_IN_LNSRCH"))
+  with pytest.raises(laws.FitError, match="not finite"):
+    laws.AnnealingLaw.fit(curves, min_r2=-np.inf)
+
+
+def test_lr_decrease():
+  n = 1000
+  wsd = np.asarray(schedules.wsd(PEAK, n, 200, warmup_steps=50)(
+      np.arange(n + 1)), np.float64)
+  before_decay = laws.Curve(wsd, np.arange(100, 801, 100), np.full(8, 3.0))
+  assert fitting.lr_decrease(before_decay) == 0.0  # warmup is no decrease
+  after = laws.Curve(wsd, np.arange(100, 1001, 100), np.full(10, 3.0))
+  # The loss at step 1000 has seen lrs[:1000]: the decay down to lrs[999].
+  assert fitting.lr_decrease(after) == pytest.approx(1 - wsd[999] / PEAK)
+  # One step of the decay is seen by the loss at step 802.
+  seen = laws.Curve(wsd, np.r_[np.arange(100, 801, 100), 802],
+                    np.full(9, 3.0))
+  assert fitting.lr_decrease(seen) == pytest.approx(1 / 200, rel=1e-3)
+
+
+def test_constant_only_annealing_fit_notes_unidentified_c():
+  truth = laws.AnnealingLaw(ANNEALING_TRUTH)
+  constant = constant_and_wsd(truth, 2000)[0]
+  with pytest.warns(fitting.FitWarning,
+                    match=r"C \(the response to an LR decay\) is not identified"
+                          r" because the fit curves .* contain no LR decrease"):
+    law = laws.AnnealingLaw.fit([constant])
+  assert law.fit_info["unidentified"] == ["C"]
+  assert "no LR decrease" in law.fit_info["warnings"][0]
+  for k in ("L0", "A", "alpha"):  # what a constant run identifies
+    assert law.params[k] == pytest.approx(ANNEALING_TRUTH[k], rel=0.05), k
+
+
+def test_constant_only_multipower_fit_raises_one_sentence():
+  constant = constant_and_wsd(MultiPowerLaw(LUO_25M), 2000)[0]
+  with pytest.raises(laws.FitError) as error:
+    MultiPowerLaw.fit([constant])
+  message = str(error.value)
+  assert message.startswith(
+      "the multi-power law needs at least one fit curve whose LR decreases "
+      "(a decay or cosine run) to identify B, C, beta, gamma")
+  assert "\n" not in message and isinstance(error.value, ValueError)
+
+
+# ---- compile once ----------------------------------------------------------
 
 
 @pytest.fixture
@@ -232,6 +331,7 @@ def backend_compiles():
   jax.monitoring.unregister_event_duration_listener(listener)
 
 
+@pytest.mark.filterwarnings("ignore::wsd_jax.laws.fitting.FitWarning")
 @pytest.mark.parametrize("cls, truth", [(laws.AnnealingLaw, ANNEALING_TRUTH),
                                         (MultiPowerLaw, LUO_25M)])
 def test_second_fit_of_same_shapes_does_not_compile(cls, truth,

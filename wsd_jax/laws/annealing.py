@@ -75,6 +75,8 @@ class AnnealingLaw(Law):
   start_grid = {"alpha": tuple(np.geomspace(0.05, 2.0, 16))}
   default_options = {"lam": 0.999, "warmup_steps": 0,
                      "count_warmup_at_peak": True}
+  law_name = "LR-annealing law"
+  decay_params = ("C",)  # S2 = 0 without an LR decrease: C is then free
 
   @classmethod
   def _terms(cls, lrs: jax.Array, steps: np.ndarray,

@@ -14,8 +14,16 @@ Luo et al., arXiv 2503.12811). Here:
   the linear parameters come from least squares, the grid points are ranked
   by the objective, and L-BFGS-B runs from the best few.
 
-A fit whose optimizer fails everywhere, or whose R^2 on the fitted curves is
-NaN or below ``min_r2``, raises ``FitError``.
+A fit is checked at three levels:
+
+* unusable (the objective or the parameters are not finite from every
+  start, or R^2 on the fitted curves is NaN or below ``min_r2``):
+  ``FitError``;
+* usable but to be read with care (the optimizer stopped without converging,
+  or a parameter that only an LR decrease identifies, fitted on curves without
+  one): a ``FitWarning`` and the same sentence in ``fit_info["warnings"]``;
+* a law that cannot be fitted at all without an LR decrease
+  (``requires_decrease``): ``FitError`` before any optimisation.
 
 Every jitted function of the fit is built once per law class
 (``functools.cache``) with the data as arguments, so fits on curves of the
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -37,10 +46,20 @@ import scipy.optimize
 from wsd_jax.laws.curve import Curve, validate_lrs
 
 HUBER_DELTA = 1e-3
+DECREASE_TOL = 1e-6  # a relative LR fall below this is not a decrease
 
 
-class FitError(RuntimeError):
-  """A law fit did not converge or fits the data poorly."""
+class FitError(ValueError, RuntimeError):
+  """A law cannot be fitted to the given curves, or the fit is unusable.
+
+  A ``ValueError`` (the curves given cannot support the fit), so apps report
+  it in one line (``experiments.cli.friendly_errors``); also a
+  ``RuntimeError``, as it always was.
+  """
+
+
+class FitWarning(UserWarning):
+  """A fit returned parameters that need care (see the module docstring)."""
 
 
 def effective_lrs(lrs: jax.Array, warmup_steps: int,
@@ -69,6 +88,20 @@ def lr_drops(lrs: jax.Array, warmup_steps: int = 0) -> jax.Array:
   return jnp.where(jnp.arange(lrs.shape[0]) <= warmup_steps, 0.0, drops)
 
 
+def lr_decrease(curve: Curve, warmup_steps: int = 0) -> float:
+  """The largest relative fall of the LR below its running maximum.
+
+  Only LRs after warmup that the observed losses depend on count
+  (``lrs[warmup_steps : max(steps)]``), so a decay after the last
+  observation, or a warmup ramp, is no decrease.
+  """
+  lrs = curve.lrs[warmup_steps:int(curve.steps.max())]
+  if lrs.size < 2:
+    return 0.0
+  peak = np.maximum.accumulate(lrs)
+  return float(np.max((peak - lrs) / np.where(peak > 0, peak, 1.0)))
+
+
 def huber(r: jax.Array, delta: float = HUBER_DELTA) -> jax.Array:
   abs_r = jnp.abs(r)
   return jnp.where(abs_r < delta, 0.5 * r**2, delta * (abs_r - 0.5 * delta))
@@ -88,7 +121,10 @@ class Law:
   parameters: offset, power-law coefficient, annealing coefficient),
   ``positive_bounds`` (natural-space bounds of the positive parameters),
   ``start_grid`` (values of the nonlinear parameters), ``default_options``,
-  ``_terms`` (parameter-free precomputation from the LRs) and ``_loss``.
+  ``_terms`` (parameter-free precomputation from the LRs) and ``_loss``;
+  ``law_name`` (words for messages), ``decay_params`` (the parameters only
+  an LR decrease in the fit curves identifies) and ``requires_decrease``
+  (fitting without one is an error rather than a warning).
   """
 
   param_names: ClassVar[tuple[str, ...]] = ()
@@ -97,6 +133,9 @@ class Law:
   start_grid: ClassVar[Mapping[str, Sequence[float]]] = {}
   default_options: ClassVar[Mapping[str, Any]] = {}
   n_refine: ClassVar[int] = 3
+  law_name: ClassVar[str] = "law"
+  decay_params: ClassVar[tuple[str, ...]] = ()
+  requires_decrease: ClassVar[bool] = False
 
   def __init__(self, params: Mapping[str, float], **options: Any):
     missing = set(self.param_names) - set(params)
@@ -182,17 +221,27 @@ class Law:
   # ---- fitting ---------------------------------------------------------
   @classmethod
   def fit(cls, curves: Curve | Sequence[Curve], *, min_r2: float = 0.9,
-          **options: Any) -> Law:
+          maxiter: int = 3000, **options: Any) -> Law:
     """Fits the law to ``curves`` (see the module docstring for the method).
 
     Args:
       curves: one or more curves, fitted jointly.
       min_r2: a fit whose R^2 on ``curves`` is below this raises FitError.
+      maxiter: L-BFGS-B iteration limit from each starting point.
       **options: law options (see the subclass's ``default_options``).
 
     Returns:
-      The fitted law; ``law.fit_info`` holds ``r2``, ``objective``,
-      ``n_points`` and the optimizer message.
+      The fitted law. ``law.fit_info`` holds ``r2``, ``objective``,
+      ``n_points``, the optimizer's ``success``, ``message``, ``nit`` and
+      ``nfev`` (of the best start), ``unidentified`` (parameters the curves
+      do not identify) and ``warnings`` (the sentences also issued as
+      ``FitWarning``).
+
+    Raises:
+      ValueError: bad curves or options, too few points.
+      FitError: the law needs an LR decrease the curves lack
+        (``requires_decrease``), or the fit is unusable (not finite, R^2
+        below ``min_r2``).
     """
     curves = [curves] if isinstance(curves, Curve) else list(curves)
     if not curves or not all(isinstance(c, Curve) for c in curves):
@@ -204,44 +253,46 @@ class Law:
           f"at least {len(cls.param_names) + 1} (number of parameters + 1)")
     options = {**cls.default_options, **options}
     cls(dict.fromkeys(cls.param_names, 1.0), **options)  # validates options
-    log_obs = [np.log(c.losses) for c in curves]
-    max_loss = max(float(c.losses.max()) for c in curves)
-    bounds = [(0.0, 2.0 * max_loss) if k == cls.linear_names[0]
-              else tuple(np.log(cls.positive_bounds[k])) for k in cls.param_names]
-    with jax.enable_x64(True):
-      terms = tuple(cls._curve_terms(c.lrs, c.steps, options, "blocked")
-                    for c in curves)
-      data = (terms, tuple(jnp.asarray(y) for y in log_obs))
-      starts = cls._starts(terms, curves, bounds)  # best first
-      value_and_grad = _value_and_grad(cls)
-
-      def fun(x):
-        v, g = value_and_grad(jnp.asarray(x), data)
-        return float(v), np.asarray(g, np.float64)
-
-      best = None
-      for start in starts[:cls.n_refine]:
-        res = scipy.optimize.minimize(
-            fun, start, jac=True, method="L-BFGS-B", bounds=bounds,
-            options={"maxiter": 3000, "ftol": 1e-15, "gtol": 1e-11})
-        if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
-          best = res
-    if best is None:
-      raise FitError(f"{cls.__name__}.fit: the objective is not finite at any "
-                     "starting point")
+    notes, unidentified = [], []
+    if cls.decay_params and not any(
+        lr_decrease(c, options["warmup_steps"]) > DECREASE_TOL for c in curves):
+      names = ", ".join(c.name or f"curve {i}" for i, c in enumerate(curves))
+      why = (f"the fit curves ({names}) contain no LR decrease after "
+             f"warmup_steps={options['warmup_steps']}")
+      if cls.requires_decrease:
+        raise FitError(
+            f"the {cls.law_name} needs at least one fit curve whose LR "
+            f"decreases (a decay or cosine run) to identify "
+            f"{', '.join(cls.decay_params)}; {why}")
+      unidentified = list(cls.decay_params)
+      notes.append(
+          f"{cls.__name__}.fit: {', '.join(unidentified)} (the response to "
+          f"an LR decay) is not identified because {why}; the law's "
+          "predictions of decaying schedules are not meaningful")
+    best = _minimize(cls, curves, options, maxiter)
     law = cls(cls._unpack_np(best.x), **options)
+    if not best.success:
+      notes.append(
+          f"{cls.__name__}.fit: the optimizer did not converge "
+          f"({str(best.message).strip() or 'no message'}) after {best.nit} "
+          f"iterations and {best.nfev} evaluations; the parameters may be "
+          "inexact")
     preds = [law.predict(c.lrs, c.steps) for c in curves]
     r2 = r_squared(np.concatenate([c.losses for c in curves]),
                    np.concatenate(preds))
     law.fit_info = {"r2": r2, "objective": float(best.fun),
-                    "n_points": n_points, "message": str(best.message),
-                    "success": bool(best.success)}
-    if not np.isfinite(r2) and len(curves) == 1 and np.ptp(curves[0].losses) == 0:
-      return law  # a flat curve has no variance to explain
-    if not np.isfinite(r2) or r2 < min_r2:
+                    "n_points": n_points, "success": bool(best.success),
+                    "message": str(best.message), "nit": int(best.nit),
+                    "nfev": int(best.nfev), "unidentified": unidentified,
+                    "warnings": notes}
+    flat = len(curves) == 1 and np.ptp(curves[0].losses) == 0
+    if not flat and (not np.isfinite(r2) or r2 < min_r2):
+      # A flat curve has no variance to explain; anything else must.
       raise FitError(
           f"{cls.__name__}.fit did not converge to a usable fit: R^2={r2:.4g} "
           f"(min_r2={min_r2}), optimizer: {best.message}, params {law.params}")
+    for note in notes:
+      warnings.warn(note, FitWarning, stacklevel=2)
     return law
 
   @classmethod
@@ -269,7 +320,6 @@ class Law:
     grid = np.array(list(itertools.product(
         *(cls.start_grid[k] for k in nonlinear))), np.float64)
     y = np.concatenate([c.losses for c in curves])
-
     u, v = _jitted_features(cls)(jnp.asarray(grid), terms)
     u, v = np.asarray(u), np.asarray(v)
     starts, residuals = [], []
@@ -291,6 +341,39 @@ class Law:
       raise FitError(f"{cls.__name__}.fit: the law is not finite at any "
                      "starting point")
     return np.asarray(starts, np.float64)[np.argsort(residuals)]
+
+
+def _minimize(cls: type[Law], curves: Sequence[Curve],
+              options: Mapping[str, Any], maxiter: int
+              ) -> scipy.optimize.OptimizeResult:
+  """L-BFGS-B from the best ``cls.n_refine`` starts; the lowest finite end."""
+  log_obs = [np.log(c.losses) for c in curves]
+  max_loss = max(float(c.losses.max()) for c in curves)
+  bounds = [(0.0, 2.0 * max_loss) if k == cls.linear_names[0]
+            else tuple(np.log(cls.positive_bounds[k])) for k in cls.param_names]
+  best = None
+  with jax.enable_x64(True):
+    terms = tuple(cls._curve_terms(c.lrs, c.steps, options, "blocked")
+                  for c in curves)
+    data = (terms, tuple(jnp.asarray(y) for y in log_obs))
+    starts = cls._starts(terms, curves, bounds)  # best first
+    value_and_grad = _value_and_grad(cls)
+
+    def fun(x):
+      v, g = value_and_grad(jnp.asarray(x), data)
+      return float(v), np.asarray(g, np.float64)
+
+    for start in starts[:cls.n_refine]:
+      res = scipy.optimize.minimize(
+          fun, start, jac=True, method="L-BFGS-B", bounds=bounds,
+          options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-11})
+      usable = np.isfinite(res.fun) and np.all(np.isfinite(res.x))
+      if usable and (best is None or res.fun < best.fun):
+        best = res
+  if best is None:
+    raise FitError(f"{cls.__name__}.fit: the objective or the parameters are "
+                   "not finite from any starting point")
+  return best
 
 
 def _objective(cls: type[Law], x: jax.Array, data) -> jax.Array:

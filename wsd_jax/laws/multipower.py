@@ -29,7 +29,10 @@ AdamW on all seven parameters. Here instead: a grid over
 ``(alpha, beta, gamma, C)`` with ``(L0, A, B)`` from linear least squares at
 each grid point, then L-BFGS-B on all seven parameters (log coordinates,
 bounded) from the best few grid points; Huber loss (delta 1e-3) on log
-residuals as in the paper.
+residuals as in the paper. There is no AdamW stage, so ``fit_info`` is
+L-BFGS-B's alone. ``B, C, beta, gamma`` describe the response to an LR
+decrease, so a fit on curves without one (a constant run alone) raises
+``FitError``.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ class MultiPowerLaw(Law):
   start_grid = {"alpha": (0.3, 0.6), "C": (0.5, 2.0, 8.0),
                 "beta": (0.3, 0.6, 1.0), "gamma": (0.3, 0.6, 0.9)}
   default_options = {"warmup_steps": 0, "count_warmup_at_peak": False}
+  law_name = "multi-power law"
+  decay_params = ("B", "C", "beta", "gamma")  # LD = 0 without an LR decrease
+  requires_decrease = True
 
   @classmethod
   def _terms(cls, lrs: jax.Array, steps: np.ndarray,
