@@ -16,15 +16,42 @@ import os
 import numpy as np
 
 VOCAB_SIZE = 256
+_SNIFF_BYTES = 64 * 1024    # how much of each file is checked for being text
+_MAX_INVALID_SHARE = 0.25   # of the sniffed bytes that are not UTF-8
+
+
+def check_text(path: str) -> None:
+  """Refuses a file that is not text: a NUL byte, or more than a quarter of
+  bytes that are not valid UTF-8, in its first 64 KiB. Binary files of more
+  than a few KiB (executables, archives, images, arrays) all hold NUL bytes;
+  Latin-1 text or a few stray bytes pass.
+
+  Raises:
+    ValueError: naming the file and what was found.
+  """
+  with open(path, "rb") as f:
+    head = f.read(_SNIFF_BYTES)
+  if (nul := head.find(b"\0")) >= 0:
+    raise ValueError(f"{path!r} is not a text file: a NUL byte at offset "
+                     f"{nul}; text data must be UTF-8 text files")
+  invalid = head.decode("utf-8", errors="replace").count("\ufffd")
+  invalid -= head.decode("utf-8", errors="ignore").count("\ufffd")  # genuine
+  if head and invalid > _MAX_INVALID_SHARE * len(head):
+    raise ValueError(
+        f"{path!r} is not a text file: {invalid} of its first {len(head)} "
+        "bytes are not valid UTF-8; text data must be UTF-8 text files")
 
 
 def resolve_paths(paths) -> list[str]:
-  """Expands a list / comma-separated string of paths and globs."""
+  """Expands a list / comma-separated string of paths and globs; refuses a
+  missing file and one that is not text (:func:`check_text`)."""
+  given = paths
   if isinstance(paths, str):
     paths = [p for p in paths.split(",")]
   patterns = [str(p).strip() for p in (paths or []) if str(p).strip()]
   if not patterns:
-    raise ValueError(f"text data needs data_config.paths, got {paths!r}")
+    raise ValueError(f"text data needs files: set config.data.paths (files, "
+                     f"globs, comma-separated), got {given!r}")
   files = []
   for pattern in patterns:
     if glob.has_magic(pattern):
@@ -36,6 +63,8 @@ def resolve_paths(paths) -> list[str]:
       raise ValueError(f"text file not found: {pattern!r}")
     else:
       files.append(os.path.expanduser(pattern))
+  for f in files:
+    check_text(f)
   return files
 
 
