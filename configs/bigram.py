@@ -15,8 +15,9 @@ def get_config():
   c.model.name = "bigram"
   c.data.update(name="bigram", vocab_size=64, num_groups=4, seq_len=32,
                 batch_size=64, eval_batches=4)
-  c.schedule.update(name="wsd", peak_value=0.05, total_steps=800,
-                    decay_steps=160, warmup_steps=40)
+  # WSD over train.steps (800: warmup 40, decay 160 from step 640).
+  c.schedule.update(name="wsd", peak_value=0.05, warmup_fraction=0.05,
+                    decay_fraction=0.2)
   c.optimizer.update(name="adamw", b1=0.9, b2=0.95, weight_decay=0.0)
   c.train.update(steps=800, log_every=20, eval_every=100, checkpoint_every=100,
                  keep_every=200)

@@ -38,8 +38,9 @@ def get_config(arg: str = "size=nano"):
   c.data = c.data.__class__(dict(name="text", paths="", seq_len=seq_len,
                                  batch_size=batch, eval_batches=8,
                                  eval_fraction=0.05))
-  c.schedule.update(name="wsd", peak_value=peak, total_steps=steps,
-                    decay_steps=steps // 5, warmup_steps=max(steps // 50, 10))
+  # WSD over train.steps: warmup 2%, decay the last 20%.
+  c.schedule.update(name="wsd", peak_value=peak, warmup_fraction=0.02,
+                    decay_fraction=0.2)
   c.optimizer.update(name="adamw", b1=0.9, b2=0.95, weight_decay=0.1)
   c.train.update(steps=steps, log_every=max(steps // 100, 10),
                  eval_every=max(steps // 10, 50), checkpoint_every=steps // 10,

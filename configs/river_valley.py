@@ -38,7 +38,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   run.model.name = "bigram"
   run.data.update(name="bigram", vocab_size=128, num_groups=4, seq_len=32,
                   batch_size=8, eval_batches=32)
-  run.optimizer = ml_collections.ConfigDict(dict(name="sgd"))
+  run.optimizer.update(name="sgd", b1=None, b2=None, weight_decay=None)
   run.train.update(grad_clip=0.0, progress=False, plots=False, keep_last=1)
   if quick:
     run.data.eval_batches = 16

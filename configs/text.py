@@ -16,8 +16,9 @@ def get_config():
   c.data = c.data.__class__(dict(name="text", paths="", seq_len=64,
                                  batch_size=32, eval_batches=8,
                                  eval_fraction=0.05))
-  c.schedule.update(name="wsd", peak_value=3e-3, total_steps=2000,
-                    decay_steps=400, warmup_steps=100)
+  # WSD over train.steps (2000: warmup 100, decay 400).
+  c.schedule.update(name="wsd", peak_value=3e-3, warmup_fraction=0.05,
+                    decay_fraction=0.2)
   c.optimizer.update(name="adamw", b1=0.9, b2=0.95, weight_decay=0.1)
   c.train.update(steps=2000, log_every=50, eval_every=250,
                  checkpoint_every=250, keep_every=500)

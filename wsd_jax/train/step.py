@@ -24,17 +24,18 @@ def make_optimizer(opt_config) -> optax.GradientTransformation:
   """Any optax optimizer by name, with its LR injected at every step.
 
   ``opt_config.name`` is an optax factory (``adamw``, ``adam``, ``sgd``,
-  ``nadamw``, ``lion``, ...); the other fields are its keyword arguments.
+  ``nadamw``, ``lion``, ``contrib.schedule_free_adamw``, ...); the other
+  fields are its keyword arguments: unset (None) ones are dropped, and ones
+  the factory does not take are dropped with a warning
+  (``train.config.optimizer_kwargs``).
   """
-  kwargs = dict(opt_config)
-  name = kwargs.pop("name")
-  factory = getattr(optax, name, None)
-  if factory is None or not callable(factory):
-    raise ValueError(f"unknown optimizer {name!r}: not an optax factory")
+  from wsd_jax.train import config as config_lib
+  r = config_lib.optimizer_kwargs(opt_config)
+  factory = config_lib.optimizer_factory(r.name)
   try:
-    return optax.inject_hyperparams(factory)(learning_rate=0.0, **kwargs)
+    return optax.inject_hyperparams(factory)(learning_rate=0.0, **r.kwargs)
   except TypeError as e:
-    raise ValueError(f"optimizer {name!r}: {e}") from None
+    raise ValueError(f"optimizer {r.name!r}: {e}") from None
 
 
 @jax.custom_vjp
