@@ -14,6 +14,7 @@ import scipy.optimize
 from wsd_jax import laws
 from wsd_jax import schedules
 from wsd_jax.laws import fitting
+from wsd_jax.laws import report
 from wsd_jax.laws.multipower import MultiPowerLaw
 
 PEAK = 3e-4
@@ -343,6 +344,28 @@ def test_second_fit_of_same_shapes_does_not_compile(cls, truth,
   law = cls.fit(constant_and_wsd(cls(truth), n, seed=1))
   assert backend_compiles == []
   assert law.fit_info["r2"] > 0.99
+
+
+# ---- report tables ---------------------------------------------------------
+
+
+def test_summary_reports_both_worst_errors():
+  rows = [{"role": "fit", "run": "a", "schedule": "constant",
+           "mean_rel_err": 0.001, "max_rel_err": 0.002, "r2": 0.999},
+          {"role": "predict", "run": "b", "schedule": "wsd",
+           "mean_rel_err": 0.002, "max_rel_err": 0.01, "r2": 0.99},
+          {"role": "predict", "run": "c", "schedule": "cosine",
+           "mean_rel_err": 0.004, "max_rel_err": 0.03, "r2": 0.98}]
+  summary = {s["role"]: s for s in report.summarize(rows)}
+  held = summary["predict"]
+  assert held["runs"] == 2
+  assert held["mean_rel_err"] == pytest.approx(0.003)
+  assert held["max_rel_err"] == pytest.approx(0.03)  # max over runs
+  assert held["mean_max_rel_err"] == pytest.approx(0.02)  # mean of the maxima
+  assert held["min_r2"] == pytest.approx(0.98)
+  assert summary["fit"]["max_rel_err"] == pytest.approx(0.002)
+  table = report.markdown_table(report.summarize(rows), report.SUMMARY_COLUMNS)
+  assert "| predict | 2 | 0.3000% | 3.0000% | 2.0000% | 0.980000 |" in table
 
 
 # ---- run directories ------------------------------------------------------
