@@ -64,11 +64,11 @@ class Run:
 
   @functools.cached_property
   def metrics(self) -> list[dict]:
-    """The rows of ``metrics.jsonl`` (damaged lines skipped with a warning);
-    a resumed run's repeated steps keep their last row."""
-    by_step = {}
+    """The rows of ``metrics.jsonl`` (damaged lines skipped with a warning),
+    one per step: rows of the same step are merged, later values winning."""
+    by_step: dict[int, dict] = {}
     for row in rundir.read_metrics(self.workdir):
-      by_step[row["step"]] = row
+      by_step[row["step"]] = {**by_step.get(row["step"], {}), **row}
     return [by_step[s] for s in sorted(by_step)]
 
   def column(self, key: str, min_step: int = 0
