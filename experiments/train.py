@@ -3,9 +3,19 @@ r"""Trains a config into a run directory; rerunning the same command resumes.
   python -m experiments.train --config=configs/bigram.py --workdir=/tmp/r \
       [--config.train.steps=2000] [--from_branch=NAME]
 
+Every key of the config can be set with ``--config.KEY=VALUE``: the schedule
+family and its arguments (``--config.schedule.name=cosine``,
+``--config.schedule.decay_shape=1-sqrt``; ``config.schedule.total_steps``
+follows ``--config.train.steps`` unless set), the optax optimizer and its
+arguments (``--config.optimizer.name=sgd --config.optimizer.momentum=0.9``).
+``--print_config`` prints every key with its value and the schedule and
+optimizer calls they resolve to, and exits without training.
+
 ``--from_branch=NAME`` is WSD-S: the main branch in ``--workdir``, stopped at
 the fork step of ``branches/NAME``, continues from that branch's decayed state
 at the main schedule's LR (no re-warmup).
+
+Library logs (Orbax, JAX) are hidden; ``--verbosity=0`` shows them.
 
 Several processes (a TPU pod slice, SLURM, mpirun: detected; elsewhere pass
 ``--coordinator_address=HOST0:PORT --num_processes=N --process_id=I`` to each)
@@ -17,17 +27,15 @@ import signal
 import sys
 
 import jax
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags, logging
 
 from experiments import cli
 from wsd_jax import reports
+from wsd_jax.train import config as config_lib
 from wsd_jax.train import continue_from_branch, distributed, train_and_evaluate
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/bigram.py",
-                                          "Config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.",
-                               required=True)
+_CONFIG = cli.define_config("configs/bigram.py")
+_WORKDIR = cli.define_workdir("Run directory.")
 _FROM_BRANCH = flags.DEFINE_string(
     "from_branch", None, "WSD-S: continue from this branch's decayed state.")
 _ALLOW = flags.DEFINE_list(
@@ -49,6 +57,10 @@ def main(argv):
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                          _PROCESS_ID.value)
   config, workdir = _CONFIG.value, _WORKDIR.value
+  config_lib.validate(config)  # bad values end here, before anything is written
+  if flags.FLAGS.print_config:
+    cli.print_config(config, **config_lib.resolved(config))
+    return
   if _FROM_BRANCH.value:
     summary = continue_from_branch(config, workdir, _FROM_BRANCH.value)
   else:
@@ -73,4 +85,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
