@@ -140,22 +140,23 @@ def test_a_key_of_no_family_is_refused():
     config_lib.resolve_schedule(c)
 
 
-def test_training_past_the_schedule_warns_once(caplog):
+def resolve_bigram(caplog, train_steps: int, total_steps: int = 800):
+  """bigram.py with an explicit schedule length; its log records."""
   c = bigram.get_config()
-  c.schedule.total_steps = 800
-  c.train.steps = 900
+  c.schedule.total_steps = total_steps
+  c.train.steps = train_steps
   with caplog.at_level(logging.INFO):
     config_lib.resolve_schedule(c)
+
+
+def test_training_past_the_schedule_warns_once(caplog):
+  resolve_bigram(caplog, 900)
   [line] = warnings(caplog)
   assert "train.steps=900" in line and "step 800" in line
 
 
 def test_stopping_before_the_end_is_information(caplog):
-  c = bigram.get_config()
-  c.schedule.total_steps = 800
-  c.train.steps = 400
-  with caplog.at_level(logging.INFO):
-    config_lib.resolve_schedule(c)
+  resolve_bigram(caplog, 400)  # a main run to fork decays from
   assert not warnings(caplog)
   [info] = [r.getMessage() for r in caplog.records
             if r.levelno == logging.INFO and "stops before" in r.getMessage()]
