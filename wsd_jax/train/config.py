@@ -177,8 +177,8 @@ def schedule_kwargs(config: ml_collections.ConfigDict) -> Resolved:
     family without ``total_steps``) unless the step count is set, which
     wins; a family that takes the fraction itself (``wsd_s``) gets it as is.
   * Unset (None) keys are dropped; set keys that the family does not take are
-    dropped with one warning naming them (e.g. the WSD-only ``decay_steps``
-    of a config switched to ``cosine`` on the command line); a key that no
+    dropped with one warning naming them (e.g. the ``decay_fraction`` of a
+    WSD config switched to ``cosine`` on the command line); a key that no
     family takes is an error.
 
   Also takes the ``{"name": ..., "kwargs": {...}}`` form of
