@@ -166,18 +166,25 @@ class Schedule:
 
 
 def schedule_class(cls: type) -> type:
-  """Makes ``cls`` a frozen dataclass registered as a JAX pytree."""
+  """Makes ``cls`` a frozen dataclass registered as a JAX pytree.
+
+  Fields made with :func:`static` are the node's aux data, the others its
+  children. Registered as a custom node rather than with
+  ``jax.tree_util.register_dataclass``: in jax 0.10 the tree structures of
+  two such dataclasses with the same fields compare equal (``Linear`` and
+  ``Cosine``), and ``jax.jit`` then at times reuses one class's executable
+  for the other; custom nodes compare their types. Derived fields are
+  children but not constructor arguments, so a schedule is rebuilt around the
+  constructor: every field is set, then ``__post_init__`` checks it.
+  """
   cls = dataclasses.dataclass(frozen=True)(cls)
   fields = dataclasses.fields(cls)
-  if all(f.init for f in fields):
-    return jax.tree_util.register_dataclass(cls)
-  # Derived fields are leaves but not constructor arguments, so the schedule
-  # is rebuilt around the constructor: every field is set, then checked.
   meta = tuple(f.name for f in fields if f.metadata.get("static"))
   data = tuple(f.name for f in fields if not f.metadata.get("static"))
+  keys = tuple(jax.tree_util.GetAttrKey(n) for n in data)
 
   def flatten_with_keys(x):
-    return ([(jax.tree_util.GetAttrKey(n), getattr(x, n)) for n in data],
+    return ([(k, getattr(x, n)) for k, n in zip(keys, data)],
             tuple(getattr(x, n) for n in meta))
 
   def flatten(x):
