@@ -11,12 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from wsd_jax import schedules as S
 
 RTOL = 2e-6  # float32 rounding of values computed in float32.
+ULPS = 5e-7  # A few float32 ulps: eager vs fused (jit) evaluation.
 
 
 def ref_shape(shape, p, start, final, param=None):
@@ -158,6 +159,107 @@ def test_wsd_s_decayed_value_at_each_checkpoint():
     np.testing.assert_allclose(
         sched(end - 1), ref_shape("inverse-linear", (d - 1) / d, 1e-3, 1e-4),
         rtol=RTOL)
+
+
+def ref_wsd_s(peak, budgets, fraction, final, steps):
+  """WSD-S with linear decays from PAPERS.md, in float64: the decay lengths
+  are Python's ``round(fraction * B_i)`` (float64, ties to even)."""
+  decays = [round(fraction * b) for b in budgets]
+  ends = [b + sum(decays[:i]) for i, b in enumerate(budgets)]
+  lrs = np.full(len(steps), float(peak))
+  for end, d in zip(ends, decays):
+    inside = (steps >= end - d) & (steps < end)
+    lrs[inside] = final + (peak - final) * (1 - (steps[inside] - (end - d)) / d)
+  lrs[steps >= ends[-1]] = final
+  return tuple(ends), decays, lrs
+
+
+WSD_S_STEPS = np.arange(4096)  # One array shape: one compile per budget count.
+jit_eval = jax.jit(lambda sched, step: sched(step))
+jit_checkpoints = jax.jit(lambda sched: sched.checkpoint_steps)
+
+
+# Fractions num/den (num odd, den even) times budgets (den/2) * odd are exact
+# ties n + 1/2; in float32 the decimal ones round either way.
+TIES = [(1, 2), (1, 4), (3, 4), (3, 8), (1, 10), (3, 10), (7, 10), (1, 20),
+        (3, 20), (7, 20), (9, 20)]
+
+
+@st.composite
+def wsd_s_args(draw):
+  """A decay fraction and increasing budgets; half of them exact ties."""
+  count = draw(st.integers(1, 4))
+  if draw(st.booleans()):
+    num, den = draw(st.sampled_from(TIES))
+    top = 300 // den
+    js = np.cumsum([draw(st.integers(0, top))] +
+                   [draw(st.integers(1, top)) for _ in range(count - 1)])
+    return num / den, tuple(int(den // 2 * (2 * j + 1)) for j in js)
+  budgets = np.cumsum([draw(st.integers(2, 300))] +
+                      [draw(st.integers(1, 300)) for _ in range(count - 1)])
+  return draw(st.floats(0.01, 0.6)), tuple(int(b) for b in budgets)
+
+
+@example(args=(0.15, (190, 381, 763)))  # The issue's example.
+@example(args=(0.5, (381, 763)))        # Binary ties, 190.5 and 381.5.
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(wsd_s_args())
+def test_property_wsd_s_eager_jit_and_checkpoints_agree(args):
+  """Eager and jitted evaluation agree at every step, both follow the float64
+  reference, and each decay ends exactly at its checkpoint step."""
+  fraction, budgets = args
+  peak, final = 1.0, 0.1
+  ends, decays, want = ref_wsd_s(peak, budgets, fraction, final, WSD_S_STEPS)
+  ok = all(e - d >= prev for e, d, prev in zip(ends, decays, (0,) + ends))
+  assume(ok and ends[-1] + 2 < len(WSD_S_STEPS))
+  sched = S.wsd_s(peak, budgets, fraction, final_value=final)
+  assert sched.checkpoint_steps == ends
+  assert tuple(int(e) for e in jit_checkpoints(sched)) == ends
+  eager = np.asarray(sched(WSD_S_STEPS))
+  traced = np.asarray(jit_eval(sched, WSD_S_STEPS))
+  np.testing.assert_allclose(eager, traced, rtol=ULPS, atol=1e-30)
+  np.testing.assert_allclose(eager, want, rtol=RTOL, atol=1e-7)
+  for i, (end, d) in enumerate(zip(ends, decays)):
+    if d == 0:
+      continue
+    assert eager[end - d] == np.float32(peak)  # The decay starts at the peak,
+    # and its last step is one step of the decay short of final_value: the
+    # decay reaches final_value exactly at ``end``.
+    np.testing.assert_allclose(eager[end - 1], final + (peak - final) / d,
+                               rtol=RTOL)
+    if i < len(ends) - 1:
+      assert eager[end] == np.float32(peak)  # Resumed at the peak.
+      if ends[i + 1] - decays[i + 1] > end + 1:
+        assert eager[end + 1] == np.float32(peak)
+    else:
+      assert eager[end] == eager[end + 1] == np.float32(final)
+
+
+def test_wsd_s_population_uses_each_members_decay_lengths():
+  """vmap over stacked WSD-S schedules whose fractions round at ties."""
+  budgets = (190, 381, 763)
+  members = [S.wsd_s(1.0, budgets, f, final_value=0.1)
+             for f in (0.15, 0.5, 0.25, 0.1)]
+  pop = S.stack(members)
+  got = jax.jit(jax.vmap(lambda s: s(WSD_S_STEPS)))(pop)
+  ends = jax.jit(jax.vmap(lambda s: jnp.stack(s.checkpoint_steps)))(pop)
+  for m, member in enumerate(members):
+    want_ends, _, want = ref_wsd_s(1.0, budgets, member.decay_fraction, 0.1,
+                                   WSD_S_STEPS)
+    assert tuple(np.asarray(ends[m]).tolist()) == want_ends
+    np.testing.assert_allclose(got[m], member(WSD_S_STEPS), rtol=ULPS,
+                               atol=1e-30)
+    np.testing.assert_allclose(got[m], want, rtol=RTOL, atol=1e-7)
+
+
+def test_wsd_s_built_from_traced_fraction_is_an_error():
+  """The decay lengths are rounded on the host only: a traced fraction would
+  need a second (float32) definition."""
+  with pytest.raises(ValueError, match="decay_fraction"):
+    jax.jit(lambda f: S.wsd_s(1.0, (100, 200), f)(3))(0.1)
+  # A traced peak is fine (the lengths come from concrete arguments).
+  g = jax.grad(lambda p: S.wsd_s(p, (100, 200), 0.1)(95))(2.0)
+  assert g == pytest.approx(0.5)
 
 
 def test_cyclic_cosine():
@@ -316,6 +418,23 @@ def test_config_round_trip(sched):
   assert jax.tree.structure(again) == jax.tree.structure(sched)
 
 
+def test_tree_structures_tell_schedule_classes_apart():
+  """``jax.jit`` caches executables by tree structure, so two classes with the
+  same fields (linear and cosine) must not have equal structures: with
+  ``register_dataclass`` nodes they compare equal and jit at times ran
+  linear's executable for a cosine schedule."""
+  lin, cos = S.linear(1.0, 10), S.cosine(1.0, 10)
+  assert jax.tree.structure(lin) != jax.tree.structure(cos)
+  for a in ALL:
+    for b in ALL:
+      if type(a) is not type(b):
+        assert jax.tree.structure(a) != jax.tree.structure(b), (a, b)
+  steps = np.arange(12)
+  for sched in (lin, cos, lin, cos):
+    np.testing.assert_allclose(jit_eval(sched, steps), sched(steps),
+                               rtol=ULPS, atol=1e-7)
+
+
 def test_every_registered_schedule_is_tested():
   assert {s.name for s in ALL} == set(S.SCHEDULES)
 
@@ -456,16 +575,19 @@ def _warmup_end(sched):
           suppress_health_check=[HealthCheck.too_slow])
 @given(valid_schedules(), st.integers(0, 2**31 - 1))
 def test_property_values_bounded_and_monotone(sched, far_step):
-  eval_fn = jax.jit(lambda s, t: s(t))
   horizon = max(getattr(sched, "total_steps", 0),
                 max(getattr(sched, "checkpoint_steps", (0,))),
                 max(getattr(sched, "cycle_ends", (0,))),
                 getattr(sched, "end_step", 0))
-  steps = np.unique(np.concatenate([
+  steps = np.sort(np.concatenate([  # One shape: no recompiles.
       np.linspace(0, horizon + 10, 400).astype(np.int64),
       [far_step, 2**31 - 1]]))
-  lrs = np.asarray(eval_fn(sched, steps), np.float64)
+  lrs = np.asarray(jit_eval(sched, steps), np.float64)
   lo, hi = _bounds(sched)
+  # Eager and traced evaluation share one definition of every boundary (the
+  # values may differ in the last bits: XLA fuses the traced arithmetic).
+  np.testing.assert_allclose(np.asarray(sched(steps), np.float64), lrs,
+                             rtol=ULPS, atol=ULPS * hi)
   assert np.all(np.isfinite(lrs)), sched
   assert np.all(lrs >= lo * (1 - 1e-5) - 1e-12), (sched, lrs.min(), lo)
   assert np.all(lrs <= hi * (1 + 1e-5)), (sched, lrs.max(), hi)
