@@ -13,6 +13,7 @@ Two figures per workload, both over P members that differ in peak LR:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import shutil
 import tempfile
@@ -26,6 +27,7 @@ from absl import app, flags
 from wsd_jax import schedules
 from wsd_jax.train import (base_config, setup, train_and_evaluate,
                            train_population)
+from wsd_jax.train import config as config_lib
 from wsd_jax.train import sharding
 from wsd_jax.train.step import train_step
 
@@ -64,8 +66,8 @@ def time_steps(config, members: int, steps: int) -> tuple[float, float]:
   batch = sharding.global_batch(next(iter(s.train_ds)),
                                 sharding.batch_sharding(s.mesh))
   tokens = int(config.data.batch_size) * int(config.data.seq_len)
-  scheds = [schedules.from_config(dict(config.schedule.to_dict(),
-                                       peak_value=float(p)))
+  base = config_lib.resolve_schedule(config)
+  scheds = [dataclasses.replace(base, peak_value=float(p))
             for p in _peaks(members)]
   kw = dict(graphdef=s.graphdef, tx=s.tx, grad_clip=1.0,
             tokens_per_step=tokens)

@@ -112,7 +112,9 @@ def record(workdir: str, config: ml_collections.ConfigDict,
     prefix: the schedule that produced the state at ``step`` when it came from
       another run (WSD-S); default: this run's own effective schedule.
   """
-  new_cfg = _json_config(config)
+  # config.json holds the resolved schedule (the config's section may give
+  # only fractions, or let total_steps follow train.steps).
+  new_cfg = dict(_json_config(config), schedule=schedules.to_config(schedule))
   if not rundir.is_run(workdir):
     effective = schedule if prefix is None else schedules.splice(
         prefix, step, schedule)

@@ -66,7 +66,11 @@ class RunLock:
         f"{self.path}")
 
   def acquire(self) -> "RunLock":
-    epath.Path(self.workdir).mkdir(parents=True, exist_ok=True)
+    workdir = epath.Path(self.workdir)
+    if workdir.exists() and not workdir.is_dir():
+      raise rundir.RunDirError(f"--workdir {self.workdir!r} is a file, not a "
+                               "directory; choose another path")
+    workdir.mkdir(parents=True, exist_ok=True)
     if rundir.is_url(self.path):
       self._acquire_remote()
       return self

@@ -83,7 +83,7 @@ def _same_branch(bdir: str, from_step: int, sched: schedules.Branch) -> bool:
   changed after the fork, e.g. by WSD-S)."""
   if rundir.read_run(bdir).get("fork_step") != from_step:
     return False
-  old = schedules.from_config(rundir.read_config(bdir)["schedule"])
+  old = schedules.from_config(rundir.read_run(bdir)["schedule"])
   if not isinstance(old, schedules.Branch):
     return False
   if (old.at_step, old.decay_steps, old.decay_shape, old.final_value) != (
@@ -117,7 +117,7 @@ def branch_spec(workdir: str, from_step: int, decay_steps: int,
   bdir = rundir.branch_dir(workdir, name)
   if rundir.is_run(bdir) and _same_branch(bdir, from_step, sched):
     # Resumed as it was laid out (the main run may have moved on since).
-    sched = schedules.from_config(rundir.read_config(bdir)["schedule"])
+    sched = schedules.from_config(rundir.read_run(bdir)["schedule"])
   elif rundir.is_run(bdir):
     if not overwrite:
       raise ValueError(f"branch {name!r} already exists in {workdir} with "

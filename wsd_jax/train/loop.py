@@ -36,6 +36,7 @@ from wsd_jax import data as data_lib
 from wsd_jax import runs, schedules
 from wsd_jax.runs import lineage, rundir
 from wsd_jax.runs.spec import RunSpec, Start
+from wsd_jax.train import config as config_lib
 from wsd_jax.train import metrics as metrics_lib
 from wsd_jax.train import population as population_lib
 from wsd_jax.train import sharding
@@ -415,6 +416,9 @@ def train_specs(specs: list[RunSpec]) -> list[dict]:
   dirs = [rundir.absolute(s.workdir) for s in specs]
   if len(set(dirs)) != n:
     raise ValueError(f"workdirs must be distinct, got {dirs}")
+  for spec in specs:  # bad input fails before anything is created
+    config_lib.validate(ml_collections.ConfigDict(spec.config.to_dict()),
+                        process_count=jax.process_count())
   locks = []
   try:
     if jax.process_index() == 0:

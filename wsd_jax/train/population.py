@@ -8,7 +8,8 @@ Strings, so that a sweep can be given on the command line::
 ``grid`` is a product of lists (``key=v1,v2,...`` joined by ``;``);
 ``members`` lists members (``;``-separated, each ``key=v,key=v``). Keys are
 ``seed`` or a field of the schedule (``peak_value``, ``decay_steps``, ...);
-``decay_fraction`` sets ``decay_steps = round(fraction * total_steps)``. Each
+``decay_fraction`` sets the schedule's ``decay_fraction`` (its decay is
+``round(fraction * total_steps)`` steps, see ``train.config``). Each
 member is an ordinary run directory ``WORKDIR/members/NAME`` (laws, plots and
 branching work on it); ``WORKDIR/population.json`` lists them.
 """
@@ -84,7 +85,7 @@ def expand(config: ml_collections.ConfigDict, workdir: str
         if not isinstance(v, (int, float)) or not 0 < v <= 1:
           raise ValueError(f"population: decay_fraction must be in (0, 1], "
                            f"got {v!r}")
-        c.schedule.decay_steps = int(round(v * c.schedule.total_steps))
+        c.schedule.update(decay_fraction=float(v), decay_steps=None)
       elif field in c.schedule:
         c.schedule[field] = type(c.schedule[field])(v) if isinstance(
             c.schedule[field], (int, float)) else v
