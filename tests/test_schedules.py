@@ -4,7 +4,9 @@ The reference formulas below are written independently of the library (plain
 NumPy in float64) from DESIGN.md and PAPERS.md.
 """
 
+import dataclasses
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -497,9 +499,12 @@ frac_st = st.floats(min_value=0.0, max_value=1.0)
 shape_st = st.sampled_from(S.DECAY_SHAPES)
 
 
+KINDS = sorted(set(S.SCHEDULES) - {"tabulated", "splice"})
+
+
 @st.composite
-def valid_schedules(draw):
-  kind = draw(st.sampled_from(sorted(set(S.SCHEDULES) - {"tabulated", "splice"})))
+def valid_kwargs(draw, kind):
+  """Keyword arguments of ``S.get(kind, ...)`` that DESIGN.md allows."""
   peak = draw(value_st)
   total = draw(steps_st)
   warm = draw(st.integers(0, total))
@@ -508,49 +513,60 @@ def valid_schedules(draw):
   final = peak * draw(frac_st) * 0.99
   if shape in ("exp", "inverse-linear"):
     final = max(final, peak * 1e-3)
+  common = dict(peak_value=peak, warmup_steps=warm, init_value=init)
   if kind == "constant":
-    return S.constant(peak)
+    return dict(value=peak)
   if kind in ("linear", "cosine"):
-    return S.get(kind, peak_value=peak, total_steps=total, warmup_steps=warm,
-                 init_value=init, final_value=final)
+    return dict(common, total_steps=total, final_value=final)
   if kind == "rex":
-    return S.rex(peak, total, warm, init, final,
-                 beta=draw(st.floats(0.01, 5.0)))
+    return dict(common, total_steps=total, final_value=final,
+                beta=draw(st.floats(0.01, 5.0)))
   if kind == "uba":
-    return S.uba(peak, total, draw(st.floats(0.01, 10.0)), warm, init, final)
+    return dict(common, total_steps=total, final_value=final,
+                phi=draw(st.floats(0.01, 10.0)))
   if kind == "wsd":
-    decay = draw(st.integers(0, total - warm))
-    return S.wsd(peak, total, decay, warm, shape, init, final)
+    return dict(common, total_steps=total, final_value=final,
+                decay_steps=draw(st.integers(0, total - warm)),
+                decay_shape=shape)
   if kind == "power":
-    decay = draw(st.integers(0, total - warm))
-    return S.power(peak, draw(st.floats(0.1, 10.0)),
-                   draw(st.floats(-1.0, -0.05)), draw(st.floats(1.0, 1e6)),
-                   total, warm, decay,
-                   draw(st.sampled_from(["linear", "cosine", "1-sqrt"])), 0.0)
+    return dict(max_value=peak, a=draw(st.floats(0.1, 10.0)),
+                b=draw(st.floats(-1.0, -0.05)),
+                tokens_per_step=draw(st.floats(1.0, 1e6)), total_steps=total,
+                warmup_steps=warm, decay_steps=draw(st.integers(0, total - warm)),
+                decay_shape=draw(st.sampled_from(["linear", "cosine", "1-sqrt"])),
+                final_value=0.0)
   if kind == "wsd_s":
     b1 = draw(st.integers(max(warm, 1) * 2, 200_000))
-    budgets = (b1, b1 * 2, b1 * 4)
-    return S.wsd_s(peak, budgets, draw(st.floats(0.01, 0.5)),
-                   min(warm, b1 // 2), shape, init, final)
+    return dict(common, budgets=(b1, b1 * 2, b1 * 4),
+                decay_fraction=draw(st.floats(0.01, 0.5)),
+                warmup_steps=min(warm, b1 // 2), decay_shape=shape,
+                final_value=final)
   if kind == "cyclic_cosine":
     rewarm = draw(st.integers(0, 100))
     ends = (warm + draw(steps_st),)
     ends += (ends[0] + rewarm + draw(steps_st),)
-    return S.cyclic_cosine(peak, ends, warm, rewarm, init, final)
+    return dict(common, cycle_ends=ends, rewarm_steps=rewarm,
+                final_value=final)
   if kind == "infinite":
     cool = draw(st.integers(0, total - warm))
     anneal = draw(st.integers(0, total - warm - cool))
     const = max(peak * draw(frac_st), peak * 1e-2)
-    fin = const * draw(st.floats(1e-3, 1.0))
-    return S.infinite(peak, warm, cool, const, total, anneal, fin,
-                      cooldown_shape=draw(shape_st), anneal_shape=shape,
-                      init_value=init)
+    return dict(common, cooldown_steps=cool, constant_value=const,
+                total_steps=total, anneal_steps=anneal,
+                final_value=const * draw(st.floats(1e-3, 1.0)),
+                cooldown_shape=draw(shape_st), anneal_shape=shape)
   if kind == "inverse_sqrt":
-    return S.inverse_sqrt(peak, warm, timescale=float(max(warm, 1)),
-                          init_value=init)
+    return dict(common, timescale=float(max(warm, 1)))
+  assert kind == "branch", kind
   base = S.wsd(peak, 2 * total + 1, 0, warm, "linear", init, 0.0)
-  at = draw(st.integers(warm, 2 * total))
-  return S.branch(base, at, draw(steps_st), shape, final)
+  return dict(base=base, at_step=draw(st.integers(warm, 2 * total)),
+              decay_steps=draw(steps_st), decay_shape=shape, final_value=final)
+
+
+@st.composite
+def valid_schedules(draw):
+  kind = draw(st.sampled_from(KINDS))
+  return S.get(kind, **draw(valid_kwargs(kind)))
 
 
 def _bounds(sched):
@@ -597,32 +613,171 @@ def test_property_values_bounded_and_monotone(sched, far_step):
     assert np.all(diffs <= hi * 1e-5), (sched, diffs.max())
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
-@given(st.sampled_from(["wsd", "cosine", "wsd_s", "infinite", "power"]),
-       st.floats(allow_nan=True, allow_infinity=True, width=32),
-       st.integers(-10, 10), st.floats(-2.0, 2.0), shape_st)
-def test_property_invalid_arguments_raise(kind, peak, steps_delta, frac, shape):
-  """Random arguments either build a schedule whose values are finite, or
-  raise ``ValueError`` — never a schedule that returns NaN."""
-  total = 100 + steps_delta
-  kwargs = {
-      "wsd": lambda: S.wsd(peak, total, 50 + 10 * steps_delta, 10 * steps_delta,
-                           shape, final_value=frac),
-      "cosine": lambda: S.cosine(peak, total, warmup_steps=-steps_delta,
-                                 final_value=frac),
-      "wsd_s": lambda: S.wsd_s(peak, (50, total), frac, decay_shape=shape,
-                               final_value=abs(frac)),
-      "infinite": lambda: S.infinite(peak, 10, steps_delta, frac, total, 10,
-                                     abs(frac) / 2, anneal_shape=shape),
-      "power": lambda: S.power(1.0, peak, frac, 100.0, total,
-                               decay_steps=steps_delta, decay_shape=shape),
-  }[kind]
-  try:
-    sched = kwargs()
-  except ValueError:
-    return
-  lrs = np.asarray(sched(np.arange(0, 400, 3)))
-  assert np.all(np.isfinite(lrs)), sched
+def bad_value_st():
+  """Not a positive finite number."""
+  return st.one_of(st.floats(-10.0, 0.0),
+                   st.sampled_from([math.nan, math.inf, -math.inf]))
+
+
+def bad_steps_st():
+  """Not a step count: negative, fractional or beyond 2**31-1."""
+  return st.one_of(st.integers(-10**6, -1),
+                   st.integers(0, 10**5).map(lambda n: n + 0.5),
+                   st.integers(2**31, 2**40))
+
+
+def bad_shape_st():
+  return st.one_of(st.sampled_from(["sqrt", "rex", "uba", "Linear", ""]),
+                   st.text(max_size=8)).filter(
+                       lambda x: x not in S.DECAY_SHAPES)
+
+
+def above_st(start):
+  """A value above ``start`` (a decay's start value)."""
+  return st.floats(1e-4, 10.0).map(lambda r: start * (1 + r) + 1e-6)
+
+
+def decay_start_value(kind, kw):
+  """The value the (last) decay of ``S.get(kind, **kw)`` starts from."""
+  if kind == "infinite":
+    return kw["constant_value"]
+  if kind == "branch":
+    return float(kw["base"](kw["at_step"]))
+  if kind == "power":
+    if kw["decay_steps"] == 0:
+      return 0.0  # No decay: only a negative final_value is invalid.
+    tokens = kw["tokens_per_step"] * (kw["total_steps"] - kw["decay_steps"])
+    return min(kw["max_value"], kw["a"] * tokens**kw["b"]) if tokens else \
+        kw["max_value"]
+  return kw["peak_value"]
+
+
+def invalid_values(kind, kw):
+  """For each parameter of ``kw``, a strategy of values that make it invalid
+  while every other argument stays valid."""
+  out = {}
+  negative = st.floats(-10.0, -1e-9)
+  if "peak_value" in kw:
+    out["peak_value"] = bad_value_st()
+  if "init_value" in kw:
+    out["init_value"] = st.one_of(negative, above_st(kw["peak_value"]))
+  if "final_value" in kw:
+    out["final_value"] = st.one_of(negative, above_st(decay_start_value(
+        kind, kw)))
+  if "warmup_steps" in kw:
+    out["warmup_steps"] = bad_steps_st()
+  if "total_steps" in kw:
+    used = sum(kw.get(k, 0) for k in ("warmup_steps", "decay_steps",
+                                       "cooldown_steps", "anneal_steps"))
+    out["total_steps"] = (st.one_of(bad_steps_st(), st.integers(0, used - 1))
+                          if used else bad_steps_st())
+  if "decay_steps" in kw:
+    out["decay_steps"] = bad_steps_st()
+    if "total_steps" in kw:
+      room = kw["total_steps"] - kw["warmup_steps"] - kw["decay_steps"]
+      out["decay_steps"] = st.one_of(out["decay_steps"], st.integers(
+          1, 100).map(lambda k: kw["decay_steps"] + room + k))
+    if kind == "branch":
+      out["decay_steps"] = st.one_of(out["decay_steps"], st.just(0))
+  if "decay_shape" in kw:
+    out["decay_shape"] = bad_shape_st()
+  if kind == "constant":
+    out["value"] = st.one_of(negative, st.sampled_from([math.nan, math.inf]))
+  if kind == "rex":
+    out["beta"] = st.one_of(st.floats(-5.0, 0.0), st.just(math.nan))
+  if kind == "uba":
+    out["phi"] = st.one_of(st.floats(-5.0, 0.0), st.just(math.nan))
+  if kind == "power":
+    for k in ("max_value", "a", "tokens_per_step"):
+      out[k] = bad_value_st()
+    out["b"] = st.one_of(st.floats(0.0, 5.0), st.just(math.nan))
+  if kind == "wsd_s":
+    b = kw["budgets"]
+    out["budgets"] = st.sampled_from([(), (b[1], b[0]), (b[0], b[0]),
+                                      (-b[0], b[1]), (b[0] + 0.5,)])
+    out["decay_fraction"] = st.one_of(
+        st.floats(-1.0, 0.0), st.floats(1.0, 10.0, exclude_min=True),
+        st.sampled_from([math.nan, math.inf]))
+    first_start = b[0] - round(kw["decay_fraction"] * b[0])
+    out["warmup_steps"] = st.one_of(out["warmup_steps"], st.integers(
+        first_start + 1, first_start + 100))
+  if kind == "cyclic_cosine":
+    e0 = kw["cycle_ends"][0]
+    out["cycle_ends"] = st.sampled_from(
+        [(), (-1,), (e0, e0 + kw["rewarm_steps"] - 1), (e0, e0 - 1)])
+    out["rewarm_steps"] = bad_steps_st()
+  if kind == "infinite":
+    out["constant_value"] = st.one_of(st.floats(-1.0, 0.0),
+                                      above_st(kw["peak_value"]))
+    out["cooldown_shape"] = out["anneal_shape"] = bad_shape_st()
+    out["cooldown_steps"] = out["anneal_steps"] = bad_steps_st()
+  if kind == "inverse_sqrt":
+    out["timescale"] = st.one_of(st.floats(-10.0, 0.0), st.just(math.nan))
+  if kind == "branch":
+    out["at_step"] = bad_steps_st()
+    out["base"] = st.sampled_from([1.0, "wsd", {"peak_value": 1.0}])
+  return out
+
+
+def names(param, message):
+  """Whether ``message`` names ``param`` as DESIGN.md asks: it starts with
+  the name (``"peak_value must ..."``) or quotes it (``"... total_steps=9"``)."""
+  return bool(re.match(rf"{param}(\[\d+\])?[ :]", message) or
+              re.search(rf"(^|\s){param}=", message))
+
+
+# Every parameter of every schedule, as ``invalid_values`` knows them.
+INVALID_CASES = [
+    ("constant", "value"),
+    *[(k, p) for k in ("linear", "cosine", "rex", "uba", "wsd") for p in (
+        "peak_value", "init_value", "final_value", "warmup_steps",
+        "total_steps")],
+    ("rex", "beta"), ("uba", "phi"), ("wsd", "decay_steps"),
+    ("wsd", "decay_shape"),
+    *[("power", p) for p in ("max_value", "a", "b", "tokens_per_step",
+                             "total_steps", "warmup_steps", "decay_steps",
+                             "decay_shape", "final_value")],
+    *[("wsd_s", p) for p in ("peak_value", "budgets", "decay_fraction",
+                             "warmup_steps", "decay_shape", "init_value",
+                             "final_value")],
+    *[("cyclic_cosine", p) for p in ("peak_value", "cycle_ends",
+                                     "warmup_steps", "rewarm_steps",
+                                     "init_value", "final_value")],
+    *[("infinite", p) for p in ("peak_value", "warmup_steps",
+                                "cooldown_steps", "constant_value",
+                                "total_steps", "anneal_steps", "final_value",
+                                "cooldown_shape", "anneal_shape",
+                                "init_value")],
+    *[("inverse_sqrt", p) for p in ("peak_value", "warmup_steps", "timescale",
+                                    "init_value")],
+    *[("branch", p) for p in ("base", "at_step", "decay_steps", "decay_shape",
+                              "final_value")],
+]
+
+
+def test_invalid_cases_cover_every_parameter():
+  for kind in KINDS:
+    fields = {f.name for f in dataclasses.fields(S.SCHEDULES[kind]) if f.init}
+    assert {p for k, p in INVALID_CASES if k == kind} == fields, kind
+
+
+@pytest.mark.parametrize("kind,param", INVALID_CASES)
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_property_invalid_arguments_raise_naming_the_parameter(kind, param,
+                                                              data):
+  """Valid arguments build a schedule with finite values; the same arguments
+  with ``param`` made invalid raise ``ValueError`` naming it and its value."""
+  kw = data.draw(valid_kwargs(kind), label="valid kwargs")
+  sched = S.get(kind, **kw)
+  assert np.all(np.isfinite(np.asarray(sched(np.arange(0, 400, 3)))))
+  value = data.draw(invalid_values(kind, kw)[param], label="invalid value")
+  with pytest.raises(ValueError) as e:
+    S.get(kind, **{**kw, param: value})
+  message = str(e.value)
+  assert names(param, message), (param, value, message)
+  if not isinstance(value, (tuple, dict)):
+    assert repr(value) in message, (param, value, message)
 
 
 def test_warmup_from_a_tiny_init_to_a_large_peak_is_exact_at_both_ends():

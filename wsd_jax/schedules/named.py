@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wsd_jax.schedules import engine
+from wsd_jax.schedules import engine, shapes
 from wsd_jax.schedules.engine import (Phase, Schedule, check_decay, check_fits,
                                       check_peak, check_warmup_init, child,
                                       derived_steps, hold, ramp, require,
@@ -191,6 +191,10 @@ class Power(Schedule):
     check_peak("tokens_per_step", self.tokens_per_step)
     check_fits("total_steps", self.total_steps,
                warmup_steps=self.warmup_steps, decay_steps=self.decay_steps)
+    require(self.decay_shape in shapes.DECAY_SHAPES, "decay_shape",
+            self.decay_shape, f"must be one of {shapes.DECAY_SHAPES}")
+    require(self.final_value >= 0, "final_value", self.final_value,
+            "must be >= 0")
     if self.decay_steps > 0:
       start = self.total_steps - self.decay_steps
       check_decay(self.decay_shape, float(self._power(start)),

@@ -31,7 +31,10 @@ def get(name: str, **kwargs: Any) -> Schedule:
   for key in ("base", "first", "second"):  # nested schedules
     if isinstance(kwargs.get(key), Mapping) or hasattr(kwargs.get(key),
                                                        "to_dict"):
-      kwargs[key] = from_config(kwargs[key])
+      try:
+        kwargs[key] = from_config(kwargs[key])
+      except ValueError as e:
+        raise ValueError(f"{key}: {e}") from None
   try:
     return cls(**kwargs)
   except TypeError as e:  # A missing required argument.
