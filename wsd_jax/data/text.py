@@ -1,7 +1,9 @@
-"""Byte-level language modelling over local text files (vocab 256).
+"""Byte-level language modelling over text files (vocab 256).
 
 The files (`data_config.paths`: a list or a comma-separated string; globs
-allowed, each glob's matches sorted) are concatenated in order. The last
+allowed, each glob's matches sorted; local paths or URLs such as
+`gs://bucket/dir/*.txt`, read through `etils.epath`) are concatenated in
+order. The last
 `eval_fraction` (default 0.05) of the bytes is held out for eval. Each part is
 cut into windows of T+1 bytes with stride T, so every byte after the first is a
 target exactly once per epoch.
@@ -14,6 +16,7 @@ import glob
 import os
 
 import numpy as np
+from etils import epath
 
 VOCAB_SIZE = 256
 _SNIFF_BYTES = 64 * 1024    # how much of each file is checked for being text
@@ -29,7 +32,7 @@ def check_text(path: str) -> None:
   Raises:
     ValueError: naming the file and what was found.
   """
-  with open(path, "rb") as f:
+  with epath.Path(path).open("rb") as f:
     head = f.read(_SNIFF_BYTES)
   if (nul := head.find(b"\0")) >= 0:
     raise ValueError(f"{path!r} is not a text file: a NUL byte at offset "
@@ -54,18 +57,31 @@ def resolve_paths(paths) -> list[str]:
                      f"globs, comma-separated), got {given!r}")
   files = []
   for pattern in patterns:
+    if "://" not in pattern:
+      pattern = os.path.expanduser(pattern)
     if glob.has_magic(pattern):
-      matches = sorted(glob.glob(os.path.expanduser(pattern)))
+      matches = sorted(_glob(pattern))
       if not matches:
         raise ValueError(f"no file matches the glob {pattern!r}")
       files.extend(matches)
-    elif not os.path.isfile(os.path.expanduser(pattern)):
+    elif not epath.Path(pattern).is_file():
       raise ValueError(f"text file not found: {pattern!r}")
     else:
-      files.append(os.path.expanduser(pattern))
+      files.append(pattern)
   for f in files:
     check_text(f)
   return files
+
+
+def _glob(pattern: str) -> list[str]:
+  """Matches of a glob whose magic is in its last component (local or URL)."""
+  if "://" not in pattern:
+    return glob.glob(pattern)
+  head, _, tail = pattern.rpartition("/")
+  if glob.has_magic(head):
+    raise ValueError(f"only the last component of a URL may be a glob: "
+                     f"{pattern!r}")
+  return [os.fspath(p) for p in epath.Path(head).glob(tail)]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -87,7 +103,7 @@ def reader(data_config, split: str, seed: int) -> tuple[Windows, int]:
   """(read fn, number of windows) of a split of the text files."""
   del seed  # The split is deterministic; the pipeline shuffles.
   files = resolve_paths(data_config.get("paths", None))
-  data = b"".join(open(f, "rb").read() for f in files)
+  data = b"".join(epath.Path(f).read_bytes() for f in files)
   eval_fraction = float(data_config.get("eval_fraction", 0.05))
   if not 0.0 <= eval_fraction < 1.0:
     raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
