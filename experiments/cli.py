@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib.util
+import logging as std_logging
 import os
 import re
 import sys
@@ -84,6 +85,9 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(message)
   if FLAGS["verbosity"].using_default_value:
     FLAGS.verbosity = logging.WARNING
+    # gcsfs logs each failed retry with a traceback; the app reports the
+    # final storage error in one line instead.
+    std_logging.getLogger("gcsfs").setLevel(std_logging.CRITICAL)
   return rest
 
 

@@ -67,13 +67,22 @@ class RunLock:
 
   def acquire(self) -> "RunLock":
     workdir = epath.Path(self.workdir)
+    if rundir.is_url(self.path):
+      try:
+        self._acquire_remote()
+      except (RunLockedError, rundir.RunDirError):
+        raise
+      except Exception as e:  # pylint: disable=broad-except
+        # The first touch of a bucket: an unreachable or misnamed store.
+        raise rundir.RunDirError(
+            f"cannot use storage at {self.workdir}: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''} (check the URL, "
+            "credentials and network)") from None
+      return self
     if workdir.exists() and not workdir.is_dir():
       raise rundir.RunDirError(f"--workdir {self.workdir!r} is a file, not a "
                                "directory; choose another path")
     workdir.mkdir(parents=True, exist_ok=True)
-    if rundir.is_url(self.path):
-      self._acquire_remote()
-      return self
     f = open(self.path, "a+")
     try:
       fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -2,31 +2,68 @@
 
 from __future__ import annotations
 
+import io
+import os
+import socket
 import sys
 import time
 
 import jax
+from etils import epath
 from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer import record_writer
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from wsd_jax.runs import rundir
 
 
 class EventWriter:
-  """Scalars to TensorBoard event files (no TensorFlow needed)."""
+  """Scalars to TensorBoard event files (no TensorFlow needed).
+
+  Locally through TensorBoard's ``EventFileWriter`` (appends). An object
+  store cannot append, so for a URL the records are kept in memory and the
+  whole event file is rewritten at ``flush`` (the trainer flushes at every
+  checkpoint) and at ``close``.
+  """
 
   def __init__(self, logdir: str):
-    self._writer = EventFileWriter(logdir)
+    self._remote = rundir.is_url(logdir)
+    if not self._remote:
+      self._writer = EventFileWriter(logdir)
+      return
+    self._path = rundir.join(logdir, "events.out.tfevents.%010d.%s.%s" % (
+        time.time(), socket.gethostname(), os.getpid()))
+    self._buffer = io.BytesIO()
+    self._records = record_writer.RecordWriter(self._buffer)
+    self._add(event_pb2.Event(wall_time=time.time(),
+                              file_version="brain.Event:2"))
+    self.flush()
+
+  def _add(self, event) -> None:
+    if self._remote:
+      self._records.write(event.SerializeToString())
+    else:
+      self._writer.add_event(event)
 
   def scalars(self, step: int, values: dict) -> None:
     summary = summary_pb2.Summary(value=[
         summary_pb2.Summary.Value(tag=k, simple_value=float(v))
-        for k, v in values.items() if isinstance(v, (int, float))])
-    self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=step,
-                                           summary=summary))
+        for k, v in values.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)])
+    self._add(event_pb2.Event(wall_time=time.time(), step=step,
+                              summary=summary))
+
+  def flush(self) -> None:
+    if self._remote:
+      epath.Path(self._path).write_bytes(self._buffer.getvalue())
+    else:
+      self._writer.flush()
 
   def close(self) -> None:
-    self._writer.close()
+    if self._remote:
+      self.flush()
+    else:
+      self._writer.close()
 
 
 class Progress:
@@ -80,7 +117,7 @@ class RunWriters:
   def flush(self) -> None:
     """Makes the rows written so far durable (an object store rewrites the
     file; a local one is flushed at every row already)."""
-    for w in (self.metrics, self.prints):
+    for w in (self.metrics, self.prints, self.events):
       if w is not None:
         w.flush()
 
