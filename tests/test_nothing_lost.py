@@ -190,8 +190,9 @@ def test_branch_rerun_after_wsd_s_resumes_and_overwrite_is_refused(tmp_path):
   # The same branch command again: resumed (finished), no false collision.
   again = train.branch(main, 15, 5, final_value=5e-3, name="d1")
   assert again["start_step"] == 20 and again["step"] == 20
-  with pytest.raises(ValueError, match=r"cannot be overwritten: the main run "
-                     r"continued from it at step 20 \(WSD-S\)"):
+  with pytest.raises(ValueError, match=r"cannot be overwritten: other runs "
+                     r"depend on it \(the main run continued from it at step "
+                     r"20 \(WSD-S\)\)"):
     train.branch(main, 15, 8, final_value=5e-3, name="d1", overwrite=True)
   assert rundir.is_run(rundir.branch_dir(main, "d1"))
 

@@ -9,6 +9,7 @@ renames it on commit, so a kill during a save leaves no half-written step.
 
 from __future__ import annotations
 
+import logging as std_logging
 import time
 from typing import Any, Iterable
 
@@ -20,6 +21,17 @@ from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
 from wsd_jax.runs import rundir
+
+
+class _ReadOnlyNotice(std_logging.Filter):
+  """Drops Orbax's warning that a directory opened read-only is read-only:
+  reading another run's checkpoints (a branch's fork point) is routine."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Given directory is read only")
+
+
+std_logging.getLogger("absl").addFilter(_ReadOnlyNotice())
 
 
 class CheckpointMismatchError(ValueError):

@@ -125,8 +125,8 @@ def branch_spec(workdir: str, from_step: int, decay_steps: int,
                        "pass --overwrite")
     if deps := _dependents(workdir, name):
       raise ValueError(f"branch {name!r} of {workdir} cannot be overwritten: "
-                       f"{'; '.join(deps)} depend(s) on it. Choose another "
-                       "--name")
+                       f"other runs depend on it ({'; '.join(deps)}). "
+                       "Choose another --name")
     epath.Path(bdir).rmtree()
   config = ml_collections.ConfigDict(rundir.read_config(workdir))
   config.schedule = ml_collections.ConfigDict(schedules.to_config(sched))
