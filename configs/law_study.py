@@ -8,9 +8,9 @@ r"""Loss-curve law validation on real text (stdlib docstrings, byte level).
 Trains a constant-LR main run, a cosine, a 20% linear WSD and a WSD-S run (one
 population of equal length), forks decay branches from the main run, fits the
 annealing and multi-power laws on the constant and cosine runs and scores
-them on every other run (see ``wsd_jax.laws.study``). The MLP LM (context 8)
-is used rather than GPT nano: it gives clean curves in a few minutes on two
-CPU cores.
+them on every other run (see ``wsd_jax.studies.law_study``). The MLP LM
+(context 8) is used rather than GPT nano: it gives clean curves in a few
+minutes on two CPU cores.
 """
 
 import ml_collections

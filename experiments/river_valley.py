@@ -2,19 +2,17 @@
 
     python -m experiments.river_valley --workdir=DIR [--quick]
 
-Trains WSD (main branch + decay branches), cosine, WSD-S and cyclic cosine
+Trains WSD (main run + decay branches), cosine, WSD-S and cyclic cosine
 runs over several seeds, then writes DIR/report.md with every figure (PNG)
-and table (Markdown + JSON) and DIR/claims.json. Rerunning reuses finished
-runs. Settings: configs/river_valley.py.
+and table (Markdown + JSON) and DIR/claims.json
+(``wsd_jax.studies.river_valley_report``). Rerunning reuses finished runs.
+Settings: configs/river_valley.py.
 """
-
-import time
 
 from absl import app
 from absl import flags
 
 from configs import river_valley as river_valley_config
-from wsd_jax.studies import river_valley
 from wsd_jax.studies import river_valley_report
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study directory.",
@@ -24,15 +22,11 @@ _QUICK = flags.DEFINE_bool("quick", False, "Small budgets, 2 seeds (< 90 s).")
 
 def main(argv):
   del argv
-  start = time.perf_counter()
   config = river_valley_config.get_config("quick" if _QUICK.value else "")
-  plan = river_valley.run_all(config, _WORKDIR.value)
-  result = river_valley_report.write(
-      plan, _WORKDIR.value,
-      {"start": start, "train_s": time.perf_counter() - start})
+  result = river_valley_report.run(config, _WORKDIR.value)
   for c in result["claims"]:
-    print(f"[river_valley] {'REPRODUCED' if c['reproduced'] else 'NOT reproduced'}"
-          f": {c['claim']}")
+    verdict = "REPRODUCED" if c["reproduced"] else "NOT reproduced"
+    print(f"[river_valley] {verdict}: {c['claim']}")
   print(f"[river_valley] report: {_WORKDIR.value}/report.md "
         f"({result['wall_time_s']['total_s']:.0f} s)")
 

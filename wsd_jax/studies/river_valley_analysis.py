@@ -1,45 +1,47 @@
 """The river-valley study's numbers: tables and claims from its run directories.
 
-Every loss is the held-out loss logged by the trainer. Its excess is taken
-above the *oracle*: the true bigram model evaluated on the same eval tokens
-(``train.evaluate`` with the table ``log P``), so the finite eval set's own
-sampling noise cancels in every excess.
+Every loss is the held-out loss logged by the trainer, read through
+``runs.Run``. Its excess is taken above the *oracle*: the true bigram model
+evaluated on the same eval tokens (the model with the table ``log P``), so the finite eval set's own sampling noise cancels in every
+excess. The claims are pure functions of the tables, so that they can be
+checked on tables whose verdict is known.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from wsd_jax import data as data_lib
-from wsd_jax.runs import load_state, rundir
+from wsd_jax import runs, train
+from wsd_jax.studies import equal_compute as ec
 from wsd_jax.studies import river_valley as rv
-from wsd_jax.train import evaluate, setup
-
-
-def evals(workdir: str) -> dict[int, dict]:
-  """The eval rows of a run by step."""
-  return {r["step"]: r for r in rundir.read_metrics(workdir) if "eval_loss" in r}
-
-
-def final_eval(workdir: str) -> float:
-  return evals(workdir)[max(evals(workdir))]["eval_loss"]
+from wsd_jax.studies.common import fmt, mean_std
+from wsd_jax.train import evaluation
 
 
 class Oracle:
   """The bigram language of the study: optimum per group on the eval set."""
 
   def __init__(self, plan: rv.Plan):
-    self.setup = setup(rv.run_config(plan, 0, plan.main_schedule(), 1))
+    self.setup = train.setup(plan.base())
+    # Compiled once (train.evaluate jits on every call).
+    self._eval_fn = jax.jit(evaluation.make_eval_fn(
+        self.setup.graphdef, self.setup.token_groups))
     self.spec = data_lib.bigram.spec_of(plan.config.run.data)
-    table = jnp.asarray(np.log(self.spec.transition), jnp.float32)
-    self.losses = evaluate(self.setup,
-                           jax.tree.map(lambda _: table, self.setup.state.params))
+    self.table = jnp.asarray(np.log(self.spec.transition), jnp.float32)
+    self.losses = self.evaluate(jax.tree.map(lambda _: self.table,
+                                             self.setup.state.params))
     g = self.spec.num_groups
     self.groups = list(range(g))
     self.share = np.bincount(self.spec.group_of_token, self.spec.stationary, g)
     self.support = [int(k) for k in self.spec.support_sizes]
+
+  def evaluate(self, params) -> dict:
+    """The eval row (``eval_loss``, ``eval_loss_group{g}``) of ``params``."""
+    return evaluation.eval_row(*evaluation.accumulate(
+        self._eval_fn, params, self.setup.eval_ds, self.setup.mesh))
 
   def excess(self, row: dict, key: str = "eval_loss") -> float:
     return row[key] - self.losses[key]
@@ -55,111 +57,129 @@ class Oracle:
                      for g in self.groups])
 
 
-def mean_std(values) -> tuple[float, float]:
-  v = np.asarray(values, np.float64)
-  return float(v.mean(axis=0)), float(v.std(axis=0, ddof=1)) if len(v) > 1 else 0.0
+class Runs:
+  """The study's runs, each read once (``runs.Run``)."""
+
+  def __init__(self, plan: rv.Plan, workdir: str):
+    self.plan, self.workdir, self._runs = plan, workdir, {}
+
+  def get(self, path: str) -> runs.Run:
+    if path not in self._runs:
+      self._runs[path] = runs.Run(path)
+    return self._runs[path]
+
+  def main(self, seed: int) -> runs.Run:
+    return self.get(rv.main_dir(self.workdir, seed))
+
+  def wsd(self, seed: int, i: int) -> runs.Run:
+    """The WSD model of budget ``i`` (its decay branch)."""
+    return self.get(ec.model_dir(self.plan.equal_compute, self.workdir, "wsd",
+                                 seed, i))
+
+  def hill(self, seed: int, step: int) -> runs.Run:
+    return self.get(rv.hill_dir(self.workdir, seed, step))
+
+  def cosine(self, seed: int, budget: int) -> runs.Run:
+    return self.get(rv.cosine_dir(self.workdir, seed, budget))
+
+  @staticmethod
+  def row(run: runs.Run, step: int) -> dict:
+    """The eval losses of ``run`` at ``step`` (overall and per group)."""
+    rows = [m for m in run.metrics if m["step"] == step and "eval_loss" in m]
+    if not rows:
+      run.eval_at(step)  # raises, naming the run and its eval steps
+    return {k: v for k, v in rows[-1].items() if k.startswith("eval_loss")}
 
 
-def fmt(mean: float, std: float | None = None, digits: int = 4) -> str:
-  return (f"{mean:.{digits}f}" if std is None else
-          f"{mean:.{digits}f} ± {std:.{digits}f}")
+def table(name: str, columns: list[str], rows: list[list], **raw) -> dict:
+  """A table: formatted ``rows`` under ``columns``, and its raw numbers."""
+  return {"name": name, "columns": columns, "rows": rows, **raw}
 
 
-def table(name: str, columns: list[str], rows: list[list]) -> dict:
-  return {"name": name, "columns": columns, "rows": rows}
-
-
-def wsd_at_budget(plan: rv.Plan, workdir: str, seed: int, i: int) -> str:
-  """The run directory of the WSD model at budget ``i``."""
-  main = rv.main_dir(workdir, seed)
-  if i == len(plan.budgets) - 1:
-    return main
-  return rundir.branch_dir(main, rv.budget_branch(plan.budgets[i]))
-
-
-def wsd_vs_cosine(plan: rv.Plan, workdir: str) -> dict:
+def wsd_vs_cosine(r: Runs) -> dict:
   """Section 1: final loss of WSD (branch decays) and cosine per budget."""
   rows = []
-  for i, b in enumerate(plan.budgets):
-    w = [final_eval(wsd_at_budget(plan, workdir, s, i)) for s in plan.config.seeds]
-    c = [final_eval(rv.cosine_dir(workdir, s, b)) for s in plan.config.seeds]
-    d = np.subtract(w, c)
-    rows.append([b, fmt(*mean_std(w)), fmt(*mean_std(c)), fmt(*mean_std(d)),
-                 {"wsd": w, "cosine": c}])
+  for i, b in enumerate(r.plan.budgets):
+    w = [r.wsd(s, i).eval_at(b) for s in r.plan.seeds]
+    c = [r.cosine(s, b).eval_at(b) for s in r.plan.seeds]
+    rows.append([b, fmt(*mean_std(w)), fmt(*mean_std(c)),
+                 fmt(*mean_std(np.subtract(w, c))), {"wsd": w, "cosine": c}])
   return table("wsd_vs_cosine", ["budget", "WSD", "cosine", "WSD - cosine",
                                  "per seed"], rows)
 
 
-def group_excess_along(workdir: str, oracle: Oracle, steps) -> np.ndarray:
+def group_excess_along(run: runs.Run, oracle: Oracle, steps) -> np.ndarray:
   """[steps, groups] excess along one run at ``steps``."""
-  ev = evals(workdir)
-  return np.stack([oracle.group_excess(ev[s]) for s in steps])
+  return np.stack([oracle.group_excess(Runs.row(run, s)) for s in steps])
 
 
-def groups(plan: rv.Plan, workdir: str, oracle: Oracle) -> dict:
+def groups(r: Runs, oracle: Oracle) -> dict:
   """Section 2: which groups the stable phase and the decay learn."""
-  seeds = plan.config.seeds
+  plan, last = r.plan, len(r.plan.budgets) - 1
   initial = oracle.initial_group_excess()
-  at = np.stack([group_excess_along(rv.main_dir(workdir, s), oracle,
-                                    [plan.stable_end, plan.budgets[-1]])
-                 for s in seeds]).mean(axis=0)  # [2, G]
+  at = np.stack([np.concatenate([
+      group_excess_along(r.main(s), oracle, [plan.stable_end]),
+      group_excess_along(r.wsd(s, last), oracle, [plan.budgets[-1]])])
+                 for s in plan.seeds]).mean(axis=0)  # [2, G]
   stable_drop = (initial - at[0]) * oracle.share
   decay_drop = (at[0] - at[1]) * oracle.share
-  rows = []
-  for g in oracle.groups:
-    rows.append([g, oracle.support[g], f"{oracle.share[g]:.3f}",
-                 fmt(oracle.losses[f"eval_loss_group{g}"]), fmt(initial[g]),
-                 fmt(at[0, g]), fmt(at[1, g]),
-                 f"{stable_drop[g] / stable_drop.sum():.3f}",
-                 f"{decay_drop[g] / decay_drop.sum():.3f}"])
+  stable_share = stable_drop / stable_drop.sum()
+  decay_share = decay_drop / decay_drop.sum()
+  rows = [[g, oracle.support[g], f"{oracle.share[g]:.3f}",
+           fmt(oracle.losses[f"eval_loss_group{g}"]), fmt(initial[g]),
+           fmt(at[0, g]), fmt(at[1, g]), f"{stable_share[g]:.3f}",
+           f"{decay_share[g]:.3f}"] for g in oracle.groups]
   return table("groups", [
       "group", "next-token support", "token share", "optimum (eval set)",
       "excess at step 0", f"excess at end of stable ({plan.stable_end})",
       f"excess after decay ({plan.budgets[-1]})", "share of stable-phase gain",
-      "share of decay gain"], rows)
+      "share of decay gain"], rows, stable_share=stable_share.tolist(),
+      decay_share=decay_share.tolist(), excess=at.tolist())
 
 
-def river_hill(plan: rv.Plan, workdir: str, oracle: Oracle) -> dict:
-  """Section 3: excess = hill (removed by a short decay) + river (the rest)."""
-  d = int(plan.config.hill_decay_steps)
-  rows, raw = [], {"stable": [], "river": [], "hill": []}
-  for step in plan.hill_steps:
-    stable, river = [], []
-    for s in plan.config.seeds:
-      main = rv.main_dir(workdir, s)
-      stable.append(oracle.excess(evals(main)[step]))
-      river.append(oracle.excess(evals(rundir.branch_dir(
-          main, rv.hill_branch(step)))[step + d]))
-    hill = np.subtract(stable, river)
+def river_hill(r: Runs, oracle: Oracle) -> dict:
+  """Section 3: excess = hill (removed by a short decay) + river (the rest).
+
+  ``per_seed[k]`` is ``[hill step][seed]`` of stable excess, river and hill;
+  ``series[k]`` their ``(mean, std)`` per hill step.
+  """
+  d = int(r.plan.config.hill_decay_steps)
+  per_seed = {"stable": [], "river": [], "hill": []}
+  rows = []
+  for step in r.plan.hill_steps:
+    stable = [oracle.excess(r.row(r.main(s), step)) for s in r.plan.seeds]
+    river = [oracle.excess(r.row(r.hill(s, step), step + d))
+             for s in r.plan.seeds]
+    hill = np.subtract(stable, river).tolist()
     for key, v in (("stable", stable), ("river", river), ("hill", hill)):
-      raw[key].append(mean_std(v))
+      per_seed[key].append(v)
     rows.append([step, fmt(*mean_std(stable)), fmt(*mean_std(river)),
                  fmt(*mean_std(hill))])
-  out = table("river_hill", ["stable step", "excess (stable)",
-                             "river (excess after decay)", "hill (decay drop)"],
-              rows)
-  out["series"] = {k: np.asarray(v).tolist() for k, v in raw.items()}
-  return out
+  series = {k: [list(mean_std(v)) for v in vs] for k, vs in per_seed.items()}
+  return table("river_hill", ["stable step", "excess (stable)",
+                              "river (excess after decay)",
+                              "hill (decay drop)"], rows,
+               series=series, per_seed=per_seed)
 
 
-def valley(plan: rv.Plan, workdir: str, oracle: Oracle) -> dict:
+def valley(r: Runs, oracle: Oracle) -> dict:
   """Section 4: loss along the line between consecutive checkpoints."""
+  plan = r.plan
   alphas = np.linspace(-0.25, 1.25, int(plan.config.valley_points))
-  main = rv.main_dir(workdir, int(plan.config.seeds[0]))
+  seed = plan.seeds[0]
   d = int(plan.config.hill_decay_steps)
   steps = plan.hill_steps[-(int(plan.config.valley_pairs) + 1):]
 
   def params(kind, step):
     if kind == "stable":
-      return load_state(main, step)[1].params
-    return load_state(rundir.branch_dir(main, rv.hill_branch(step)),
-                      step + d)[1].params
+      return train.load_state(r.main(seed).workdir, step)[1].params
+    return train.load_state(r.hill(seed, step).workdir, step + d)[1].params
 
   rows, curves = [], []
   for kind in ("stable", "decayed"):
     for a, b in zip(steps, steps[1:]):
       pa, pb = params(kind, a), params(kind, b)
-      losses = [oracle.excess(evaluate(oracle.setup, jax.tree.map(
+      losses = [oracle.excess(oracle.evaluate(jax.tree.map(
           lambda x, y, t=t: (1 - t) * x + t * y, pa, pb))) for t in alphas]
       at = dict(zip(np.round(alphas, 4), losses))
       dip = (at[0.0] + at[1.0]) / 2 - at[0.5]
@@ -168,80 +188,66 @@ def valley(plan: rv.Plan, workdir: str, oracle: Oracle) -> dict:
       rows.append([label, fmt(at[0.0]), fmt(at[0.5]), fmt(at[1.0]), fmt(dip)])
       curves.append({"label": label, "kind": kind, "alphas": alphas.tolist(),
                      "excess": [float(x) for x in losses], "dip": float(dip)})
-  out = table("valley", ["pair", "excess at 0", "excess at 0.5",
-                         "excess at 1", "midpoint dip"], rows)
-  out["curves"] = curves
-  return out
+  return table("valley", ["pair", "excess at 0", "excess at 0.5",
+                          "excess at 1", "midpoint dip"], rows, curves=curves)
 
 
-def equal_compute(plan: rv.Plan, workdir: str) -> dict:
+def equal_compute(r: Runs) -> dict:
   """Section 5: WSD vs WSD-S vs cyclic cosine at each budget's point."""
-  points = plan.wsd_s().checkpoint_steps
-  rows = []
-  for i, (b, e) in enumerate(zip(plan.budgets, points)):
-    per = {"wsd": [], "wsd_s": [], "cyclic": []}
-    for s in plan.config.seeds:
-      per["wsd"].append(final_eval(wsd_at_budget(plan, workdir, s, i)))
-      per["wsd_s"].append(evals(rv.wsd_s_dir(workdir, s))[e]["eval_loss"])
-      per["cyclic"].append(evals(rv.cyclic_dir(workdir, s))[e]["eval_loss"])
-    rows.append([b, e, fmt(*mean_std(per["wsd_s"])), fmt(*mean_std(per["wsd"])),
-                 fmt(*mean_std(per["cyclic"])), per])
+  raw = ec.table(r.plan.equal_compute, r.workdir, r.plan.seeds)
+  rows = [[row["budget"], row["compute"],
+           *(fmt(*mean_std(row["losses"][m]))
+             for m in ("wsd_s", "wsd", "cyclic_cosine"))] for row in raw]
   return table("equal_compute", [
-      "budget", "compute (steps)", "WSD-S", "WSD", "cyclic cosine",
-      "per seed"], rows)
+      "budget", "compute (steps)", "WSD-S", "WSD", "cyclic cosine"], rows,
+      budgets=raw)
 
 
-def claims(plan: rv.Plan, tables: dict, oracle: Oracle) -> list[dict]:
-  """The paper's three claims, each with a criterion fixed before the runs."""
-  out = []
-  # 1. Progress in the stable phase that only the decay reveals.
-  series = tables["river_hill"]["series"]
-  half = [i for i, s in enumerate(plan.hill_steps) if s >= plan.stable_end / 2]
+# The claims: pure functions of the tables.
+
+def river_claim(hill_steps: list[int], stable_end: int, series: dict) -> dict:
+  """Claim 1, from ``river_hill``'s ``series`` (mean, std per hill step)."""
+  half = [i for i, s in enumerate(hill_steps) if s >= stable_end / 2]
   first, last = half[0], half[-1]
   d_river = series["river"][first][0] - series["river"][last][0]
   d_stable = series["stable"][first][0] - series["stable"][last][0]
   hill = [series["hill"][i][0] for i in half]
-  out.append({
-      "claim": "the stable phase makes progress that only shows after the decay",
+  return {
+      "claim": ("the stable phase makes progress that only shows after the "
+                "decay"),
       "criterion": ("over the second half of the stable phase the river "
                     "(excess after a short decay) falls by more than the "
                     "stable-phase excess does, and the hill stays > 0"),
       "reproduced": bool(d_river > max(d_stable, 0) and min(hill) > 0),
-      "numbers": {"from_step": plan.hill_steps[first],
-                  "to_step": plan.hill_steps[last],
+      "numbers": {"from_step": hill_steps[first], "to_step": hill_steps[last],
                   "river_drop": d_river, "stable_drop": d_stable,
-                  "min_hill": min(hill), "mean_hill": float(np.mean(hill))}})
-  # 2. The decay mostly helps uncertain tokens.
-  shares = np.array([float(r[-1]) for r in tables["groups"]["rows"]])
-  upper = [g for g in oracle.groups if g >= len(oracle.groups) / 2]
-  out.append({
+                  "min_hill": min(hill), "mean_hill": float(np.mean(hill))}}
+
+
+def uncertain_claim(decay_share: list[float]) -> dict:
+  """Claim 2, from ``groups``' share of the decay gain per group (groups in
+  order of growing next-token entropy)."""
+  shares = np.asarray(decay_share, np.float64)
+  upper = np.arange(len(shares)) >= len(shares) / 2
+  return {
       "claim": "the decay mostly helps uncertain tokens",
       "criterion": ("the more uncertain half of the entropy groups gets more "
                     "than half of the main branch's decay gain "
                     "(token-weighted, mean over seeds)"),
       "reproduced": bool(shares[upper].sum() > 0.5),
-      "numbers": {"decay_gain_share_by_group": shares.tolist(),
-                  "uncertain_half_share": float(shares[upper].sum())}})
-  # 3. WSD-S <= WSD <= cyclic cosine at equal compute.
-  per_budget, holds_mean, holds_seeds = [], True, True
-  for row in tables["equal_compute"]["rows"]:
-    per = row[-1]
-    m = {k: float(np.mean(v)) for k, v in per.items()}
-    ok = m["wsd_s"] <= m["wsd"] + 1e-6 and m["wsd"] <= m["cyclic"] + 1e-6
-    seeds_ok = all(a <= b + 1e-6 and b <= c + 1e-6 for a, b, c in zip(
-        per["wsd_s"], per["wsd"], per["cyclic"]))
-    holds_mean &= ok
-    holds_seeds &= seeds_ok
-    per_budget.append({"budget": row[0], **m, "ordered_in_mean": ok,
-                       "ordered_in_every_seed": seeds_ok,
-                       "wsd_minus_wsd_s": mean_std(np.subtract(
-                           per["wsd"], per["wsd_s"])),
-                       "cyclic_minus_wsd": mean_std(np.subtract(
-                           per["cyclic"], per["wsd"]))})
-  out.append({
-      "claim": "WSD-S <= WSD <= cyclic cosine at equal compute",
-      "criterion": "the seed-mean final eval loss is ordered so at every budget",
-      "reproduced": bool(holds_mean),
-      "numbers": {"every_seed_ordered": bool(holds_seeds),
-                  "budgets": per_budget}})
-  return out
+      "numbers": {"decay_gain_share_by_group": np.round(shares, 3).tolist(),
+                  "uncertain_half_share": round(float(shares[upper].sum()),
+                                                3)}}
+
+
+def claims(plan: rv.Plan, tables: dict) -> list[dict]:
+  """The paper's three claims, each with a criterion fixed before the runs."""
+  return [river_claim(list(plan.hill_steps), plan.stable_end,
+                      tables["river_hill"]["series"]),
+          uncertain_claim(tables["groups"]["decay_share"]),
+          ec.ordering_claim(tables["equal_compute"]["budgets"])]
+
+
+def verdict(claim: dict) -> str:
+  return "reproduced" if claim["reproduced"] else "NOT reproduced"
+
