@@ -96,10 +96,34 @@ def test_124m_param_count():
   assert models.GPTConfig.preset("small") == cfg
 
 
-def test_flops_per_token():
-  cfg = _nano()
-  n = models.count_params(models.GPT(cfg, rngs=nnx.Rngs(0)))  # Tied: head == embed.
-  assert models.flops_per_token(cfg, 32) == 6 * n + 12 * 2 * 64 * 32
+@pytest.mark.parametrize("overrides", [
+    dict(), dict(tie_embeddings=False, position="learned"),
+    dict(num_layers=3, d_model=48, num_heads=6, mlp_ratio=2)])
+def test_flops_per_token_counts_the_models_matmuls(overrides):
+  """``6 N + 12 L d T`` with N counted from the built model's parameters:
+  every parameter outside the embedding tables (the matmul kernels layer by
+  layer, and the norm scales) plus the LM head, counted once even when it
+  is the tied embedding table; 12 L d T = 3 (forward + backward) x 2 flops
+  x (T d for q.k + T d for the weighted sum of v) per layer."""
+  cfg = _nano(**overrides)
+  params = nnx.to_pure_dict(nnx.state(models.GPT(cfg, rngs=nnx.Rngs(0)),
+                                      nnx.Param))
+  per_layer = []
+  for block in params["blocks"].values():
+    kernels = [block[k]["kernel"].shape for k in ("qkv", "attn_out", "mlp_in",
+                                                  "mlp_out")]
+    d, f = cfg.d_model, cfg.mlp_ratio * cfg.d_model
+    assert kernels == [(d, 3 * d), (d, d), (d, f), (f, d)]
+    norms = block["attn_norm"]["scale"].size + block["mlp_norm"]["scale"].size
+    per_layer.append(sum(a * b for a, b in kernels) + norms)
+  assert len(per_layer) == cfg.num_layers
+  head = (params["head"]["kernel"].size if "head" in params
+          else params["embed"]["embedding"].size)  # tied: attend = matmul
+  n = sum(per_layer) + params["final_norm"]["scale"].size + head
+  seq_len = 32
+  attention = cfg.num_layers * 3 * 2 * (seq_len * cfg.d_model +
+                                        seq_len * cfg.d_model)
+  assert models.flops_per_token(cfg, seq_len) == 6 * n + attention
 
 
 def test_split_merge_and_vmap_match_module():
@@ -154,3 +178,118 @@ def test_build_max_seq_len_override_allows_longer_data():
   gpt = models.build(_config(name="gpt", size="nano", max_seq_len=256),
                      vocab_size=V, max_seq_len=256, rngs=nnx.Rngs(0))
   assert gpt.cfg.max_seq_len == 256
+
+
+# ---- RoPE and the GPT forward pass against plain-NumPy references ----------
+
+
+def ref_rope(x_TxH, base):
+  """RoPE as a complex rotation: the pair (x[i], x[i + H/2]) is the complex
+  number x[i] + 1j x[i + H/2], multiplied by exp(1j m theta_i) at position m,
+  theta_i = base**(-i / (H/2)) (the half-split convention)."""
+  t, h = x_TxH.shape
+  theta = base ** (-np.arange(h // 2) / (h // 2))
+  z = x_TxH[:, :h // 2] + 1j * x_TxH[:, h // 2:]
+  z = z * np.exp(1j * np.arange(t)[:, None] * theta[None, :])
+  return np.concatenate([z.real, z.imag], axis=-1)
+
+
+def _rope(x_TxH, base=10000.0):
+  from wsd_jax.models import gpt
+  return np.asarray(gpt._rope(jnp.asarray(x_TxH, jnp.float32)[None, :, None],
+                              base)[0, :, 0], np.float64)
+
+
+def test_rope_matches_complex_rotation_and_preserves_norms():
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((40, 16))
+  got = _rope(x)
+  np.testing.assert_allclose(got, ref_rope(x, 10000.0), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(np.linalg.norm(got, axis=-1),
+                             np.linalg.norm(x, axis=-1), rtol=1e-5)
+  np.testing.assert_allclose(got[0], x[0], rtol=1e-6)  # position 0: identity
+  # Position 1 rotates the first pair (frequency 1) by +1 radian.
+  e0 = np.zeros((2, 16))
+  e0[:, 0] = 1.0
+  np.testing.assert_allclose(_rope(e0)[1, [0, 8]], [np.cos(1.0), np.sin(1.0)],
+                             rtol=1e-6)
+
+
+def test_rope_scores_depend_only_on_relative_position():
+  """<rope(q)_m, rope(k)_n> is a function of m - n: the same q and k placed at
+  every position give equal scores along each diagonal."""
+  rng = np.random.default_rng(1)
+  q, k = rng.standard_normal(16), rng.standard_normal(16)
+  t = 24
+  rq, rk = _rope(np.tile(q, (t, 1))), _rope(np.tile(k, (t, 1)))
+  scores = rq @ rk.T
+  for offset in range(-t + 1, t):
+    diag = np.diagonal(scores, offset)
+    np.testing.assert_allclose(diag, diag[0], rtol=1e-4, atol=1e-4)
+  ref = ref_rope(np.tile(q, (t, 1)), 10000.0) @ ref_rope(
+      np.tile(k, (t, 1)), 10000.0).T
+  np.testing.assert_allclose(scores, ref, rtol=1e-4, atol=1e-4)
+
+
+def ref_gpt(p, cfg, tokens_BxT):
+  """The GPT forward pass in NumPy float64 from the model's parameters."""
+  def rms_norm(x, scale):
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) +
+                       cfg.norm_eps) * scale
+
+  def gelu(x):  # jax.nn.gelu's default tanh approximation.
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+  b, t = tokens_BxT.shape
+  nh, hd = cfg.num_heads, cfg.d_model // cfg.num_heads
+  x = p["embed"]["embedding"][tokens_BxT]
+  if cfg.position == "learned":
+    x = x + p["pos_embed"]["embedding"][:t][None]
+  causal = np.tril(np.ones((t, t), bool))
+  for i in range(cfg.num_layers):
+    blk = p["blocks"][i]
+    qkv = rms_norm(x, blk["attn_norm"]["scale"]) @ blk["qkv"]["kernel"]
+    q, k, v = np.split(qkv, 3, axis=-1)
+    heads = []
+    for h in range(nh):
+      cols = slice(h * hd, (h + 1) * hd)
+      out = []
+      for j in range(b):
+        qh, kh = q[j][:, cols], k[j][:, cols]
+        if cfg.position == "rope":
+          qh, kh = ref_rope(qh, cfg.rope_base), ref_rope(kh, cfg.rope_base)
+        s = np.where(causal, qh @ kh.T / np.sqrt(hd), -np.inf)
+        w = np.exp(s - s.max(-1, keepdims=True))
+        out.append(w / w.sum(-1, keepdims=True) @ v[j][:, cols])
+      heads.append(np.stack(out))
+    x = x + np.concatenate(heads, axis=-1) @ blk["attn_out"]["kernel"]
+    hidden = gelu(rms_norm(x, blk["mlp_norm"]["scale"]) @ blk["mlp_in"]["kernel"])
+    x = x + hidden @ blk["mlp_out"]["kernel"]
+  x = rms_norm(x, p["final_norm"]["scale"])
+  if cfg.tie_embeddings:
+    return x @ p["embed"]["embedding"].T
+  return x @ p["head"]["kernel"]
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(), dict(tie_embeddings=False), dict(position="learned"),
+    dict(rope_base=100.0, mlp_ratio=2)])
+def test_gpt_forward_matches_numpy_reference(overrides):
+  """A 2-layer float32 GPT with random parameters (norm scales too, and large
+  enough that attention is far from uniform) against ``ref_gpt``."""
+  cfg = models.GPTConfig(vocab_size=V, max_seq_len=32, num_layers=2,
+                         d_model=32, num_heads=4, **overrides)
+  model = models.GPT(cfg, rngs=nnx.Rngs(0))
+  state = nnx.state(model, nnx.Param)
+  rng = np.random.default_rng(0)
+  pure = jax.tree.map(
+      lambda a: (1.0 if a.ndim == 1 else 0.0) + 0.3 * rng.standard_normal(
+          a.shape).astype(np.float32), nnx.to_pure_dict(state))
+  nnx.replace_by_pure_dict(state, pure)
+  nnx.update(model, state)
+  tokens = np.asarray(_tokens(2, 20))
+  got = np.asarray(model(jnp.asarray(tokens)), np.float64)
+  p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), pure)
+  want = ref_gpt(p64, cfg, tokens)
+  scale = np.abs(want).max()
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale)
