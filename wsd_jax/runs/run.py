@@ -10,17 +10,27 @@ after ``s`` updates; its ``lr`` is the LR the ``s``-th update used, i.e.
 ``schedule(s - 1)`` (optax's ``count`` is 0-based). ``Run.lrs()`` gives
 ``schedule(t)`` for ``t = 0, 1, ...``: the LR of the update that starts at
 step ``t``.
+
+``per_step.jsonl`` (written by the trainer at every step, not only log steps)
+holds ``step``, ``lr`` (the LR the update used: the schedule's, or an
+adaptive optimizer's realised one), ``grad_norm`` and ``grad_l1`` of every
+update; ``Run.per_step(key)[t]`` is the value of the update that starts at
+step ``t``.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import posixpath
 from typing import Iterator
 
 import numpy as np
 
 from wsd_jax import schedules
 from wsd_jax.runs import rundir, spec
+
+PER_STEP = "per_step.jsonl"
 
 
 class Run:
@@ -100,6 +110,33 @@ class Run:
     n = self.last_step + 1 if num_steps is None else int(num_steps)
     return np.asarray(self.schedule(np.arange(n)), np.float64)
 
+  def per_step(self, key: str) -> np.ndarray:
+    """``values[t]``: ``key`` (``lr``, ``grad_norm``, ``grad_l1``) of the
+    update that starts at step ``t``, for every step through the last one
+    logged, float64. A branch's steps before its fork come from its parent.
+
+    Raises:
+      ValueError: if a step is missing (a run trained before per-step
+        logging, or a gap).
+    """
+    by_step: dict[int, float] = {}
+    for row in rundir.read_metrics(self.workdir, PER_STEP):
+      if row.get(key) is not None:
+        by_step[int(row["step"])] = float(row[key])
+    first = min(by_step, default=self.last_step + 1)
+    prefix = np.zeros(0)
+    if first > 1 and self.lineage.get("parent") and self.fork_step:
+      parent = Run(_relative(self.workdir, self.lineage["parent"]))
+      prefix = parent.per_step(key)[:int(self.fork_step)]
+    steps = np.arange(len(prefix) + 1, max(by_step, default=0) + 1)
+    missing = [int(s) for s in steps if s not in by_step]
+    if missing or (not len(prefix) and not by_step):
+      raise ValueError(
+          f"{self.workdir}/{PER_STEP} lacks {key!r} for step(s) "
+          f"{missing[:5] or 'all'} (runs trained before per-step logging "
+          "have none)")
+    return np.concatenate([prefix, [by_step[int(s)] for s in steps]])
+
   @property
   def last_step(self) -> int:
     return self.metrics[-1]["step"] if self.metrics else int(
@@ -129,6 +166,15 @@ class Run:
   def describe(self) -> str:
     """One line: what this run added to its parent's schedule."""
     return describe_schedule(self.lineage["schedule"])
+
+
+def _relative(base: str, path: str) -> str:
+  """``path`` (relative to the directory ``base``, or absolute), normalised;
+  works for URLs."""
+  if rundir.is_url(base):
+    scheme, rest = base.split("://", 1)
+    return f"{scheme}://{posixpath.normpath(posixpath.join(rest, path))}"
+  return os.path.normpath(os.path.join(base, path))
 
 
 def describe_schedule(schedule: dict) -> str:
