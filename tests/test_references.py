@@ -172,7 +172,7 @@ def test_cross_entropy_gradient_matches_float32_reference():
 # ---- gradient clipping in the train step ------------------------------------
 
 
-def _bigram_setup(grad_clip, lr=0.1, v=11):
+def _bigram_setup(lr=0.1, v=11):
   model = models.Bigram(v, rngs=nnx.Rngs(0), init_std=1.0)
   graphdef, params = nnx.split(model, nnx.Param)
   tx = step_lib.make_optimizer(ml_collections.ConfigDict({"name": "sgd"}))
@@ -206,7 +206,7 @@ def reference_grad(table, batch):
 def test_train_step_clips_the_global_norm(ratio):
   """SGD with ``grad_clip = c``: ``params - lr g min(1, c / |g|)``."""
   lr = 0.1
-  step, table, batch = _bigram_setup(None, lr)
+  step, table, batch = _bigram_setup(lr)
   g = reference_grad(table, batch)
   norm = np.sqrt(np.sum(g**2))
   clip = ratio * norm  # 0.25: the norm exceeds c; 4: it does not
