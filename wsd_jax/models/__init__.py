@@ -20,10 +20,10 @@ from wsd_jax.models.simple import Bigram, MLPLM
 KNOWN_MODELS = ("bigram", "mlp", "gpt")
 _GPT_OVERRIDES = ("num_layers", "d_model", "num_heads", "dtype", "attention_impl",
                   "tie_embeddings", "position", "max_seq_len", "mlp_ratio",
-                  "logits_dtype")
+                  "logits_dtype", "remat")
 
 __all__ = ["Bigram", "GPT", "GPTConfig", "KNOWN_MODELS", "MLPLM", "PRESETS",
-           "build", "count_params", "flops_per_token", "gpt_config"]
+           "build", "check", "count_params", "flops_per_token", "gpt_config"]
 
 
 def count_params(model: nnx.Module) -> int:
@@ -50,6 +50,17 @@ def gpt_config(model_config, *, vocab_size: int, max_seq_len: int) -> GPTConfig:
   return cfg
 
 
+def check(model_config, *, vocab_size: int, max_seq_len: int) -> None:
+  """Raises the ``ValueError`` that ``build`` would (unknown name, GPT size,
+  remat, dtype, sequence length), without building anything."""
+  name = model_config.get("name", None)
+  if name not in KNOWN_MODELS:
+    raise ValueError(f"unknown model name {name!r}; known names: "
+                     f"{', '.join(KNOWN_MODELS)}")
+  if name == "gpt":
+    gpt_config(model_config, vocab_size=vocab_size, max_seq_len=max_seq_len)
+
+
 def build(model_config, *, vocab_size: int, max_seq_len: int,
           rngs: nnx.Rngs) -> nnx.Module:
   """Builds `model_config.name` ("bigram", "mlp" or "gpt").
@@ -57,7 +68,8 @@ def build(model_config, *, vocab_size: int, max_seq_len: int,
   Fields read: mlp: embed_dim=64, hidden_dim=256, num_layers=1, context=1,
   dtype="float32"; gpt: size="nano" plus optional num_layers, d_model,
   num_heads, dtype, attention_impl, tie_embeddings, position, max_seq_len,
-  mlp_ratio.
+  mlp_ratio, logits_dtype, remat ("none" | "block" | "dots":
+  ``gpt.REMAT_POLICIES``).
   """
   name = model_config.get("name", None)
   if name == "bigram":

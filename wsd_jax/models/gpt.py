@@ -17,6 +17,17 @@ from flax import nnx
 POSITIONS = ("rope", "learned")
 ATTENTION_IMPLS = (None, "xla", "cudnn")
 DTYPES = ("float32", "bfloat16")
+# Rematerialisation of each transformer block in the backward pass: the
+# ``jax.checkpoint`` policy (what the forward pass keeps) of each choice.
+# "none" keeps every activation; "block" keeps only each block's input and
+# recomputes the block; "dots" keeps the outputs of the block's matmuls
+# (weights x activations) and recomputes the rest (norms, RoPE, GELU and the
+# attention kernel).
+REMAT_POLICIES: dict[str, Any] = {
+    "none": None,
+    "block": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "nano": dict(num_layers=2, d_model=64, num_heads=4, max_seq_len=128),
@@ -44,6 +55,7 @@ class GPTConfig:
   logits_dtype: str = "float32"  # bfloat16 halves the largest activation;
                                  # the loss upcasts inside its reduction.
   attention_impl: str | None = None  # jax.nn.dot_product_attention's.
+  remat: str = "none"  # a key of REMAT_POLICIES
   norm_eps: float = 1e-6
   init_std: float = 0.02
 
@@ -67,6 +79,9 @@ class GPTConfig:
     if self.attention_impl not in ATTENTION_IMPLS:
       raise ValueError(f"unknown attention_impl {self.attention_impl!r}; "
                        f"known: {ATTENTION_IMPLS}")
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f"unknown remat {self.remat!r} (config.model.remat); "
+                       f"known: {', '.join(REMAT_POLICIES)}")
     if self.attention_impl == "cudnn" and self.dtype != "bfloat16":
       raise ValueError(f"attention_impl 'cudnn' needs dtype 'bfloat16', got "
                        f"{self.dtype!r}")
@@ -150,6 +165,14 @@ class _Block(nnx.Module):
     return x_BxTxD + self.mlp_out(h)
 
 
+def _call_block(block: _Block, x_BxTxD: jax.Array, remat: str) -> jax.Array:
+  """``block(x)``, rematerialised in the backward pass as ``remat`` says."""
+  if remat == "none":
+    return block(x_BxTxD)
+  return nnx.remat(lambda b, x: b(x), policy=REMAT_POLICIES[remat])(
+      block, x_BxTxD)
+
+
 class GPT(nnx.Module):
   """Decoder-only transformer: tokens int32[B, T] -> float32 logits [B, T, V]."""
 
@@ -177,7 +200,7 @@ class GPT(nnx.Module):
     if self.cfg.position == "learned":
       x_BxTxD = x_BxTxD + self.pos_embed(jnp.arange(t))[None]
     for block in self.blocks:
-      x_BxTxD = block(x_BxTxD)
+      x_BxTxD = _call_block(block, x_BxTxD, self.cfg.remat)
     x_BxTxD = self.final_norm(x_BxTxD)
     if self.cfg.tie_embeddings:
       logits = self.embed.attend(x_BxTxD)

@@ -27,7 +27,7 @@ from absl import logging
 from ml_collections import config_dict
 
 from wsd_jax import data as data_lib
-from wsd_jax import schedules
+from wsd_jax import models, schedules
 from wsd_jax.train import sharding
 
 # Sections whose keys the trainer owns; other sections (model, data,
@@ -46,6 +46,8 @@ _TRAIN_DEFAULTS = dict(
     progress=True,          # a progress bar on stderr
     plots=True,             # plots/ at the end
     fingerprints=False,     # fingerprints.jsonl: a hash of every batch
+    grad_accum_steps=1,     # K microbatches per batch (static: a new K
+                            # compiles the step once more); same update
 )
 
 # Schedule lengths given as fractions: ``KEY = round(FRACTION * total)`` where
@@ -341,10 +343,41 @@ def validate(config: ml_collections.ConfigDict, *, mesh=None,
   data_lib.vocab_size(config.data)  # unknown dataset names
   if config.data.get("name") == "text":  # missing files, binary files
     data_lib.text.resolve_paths(config.data.get("paths"))
+  models.check(config.model, vocab_size=data_lib.vocab_size(config.data),
+               max_seq_len=int(config.data.seq_len))
   if batch % process_count:
     raise ValueError(f"config.data.batch_size={batch} is not divisible by the "
                      f"{process_count} processes")
+  check_grad_accum(config, mesh=mesh, process_count=process_count)
   return schedule
+
+
+def check_grad_accum(config: ml_collections.ConfigDict, *, mesh=None,
+                     process_count: int = 1) -> int:
+  """``config.train.grad_accum_steps``, checked: an integer K >= 1 that
+  splits each process's rows into equal microbatches which, with a ``mesh``,
+  still split over its ``data x fsdp`` devices.
+
+  Raises:
+    ValueError: naming the values.
+  """
+  k = config.train.get("grad_accum_steps", 1)
+  if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    raise ValueError(f"config.train.grad_accum_steps must be an integer >= 1, "
+                     f"got {k!r}")
+  batch = int(config.data.batch_size)
+  rows = batch // process_count
+  if rows % k:
+    raise ValueError(
+        f"config.data.batch_size={batch} ({rows} rows per process) is not "
+        f"divisible by config.train.grad_accum_steps={k}")
+  if mesh is not None and (batch // k) % sharding.batch_divisor(mesh):
+    raise ValueError(
+        f"config.train.grad_accum_steps={k}: microbatches of "
+        f"{batch // k} rows (config.data.batch_size={batch} / {k}) do not "
+        f"split over data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']} "
+        f"= {sharding.batch_divisor(mesh)} devices")
+  return k
 
 
 def with_schedule(base: ml_collections.ConfigDict, schedule: schedules.Schedule,

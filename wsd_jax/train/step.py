@@ -5,6 +5,14 @@ schedule as an argument (a pytree), evaluates it at ``state.step`` and writes
 it into the ``inject_hyperparams`` state before the update. A sweep over
 schedule numbers therefore reuses one compiled step, and ``jax.vmap`` over a
 stacked schedule and stacked states trains a population in one program.
+
+Gradient accumulation (``config.train.grad_accum_steps = K``) splits the
+global batch into K equal microbatches inside the step and scans over them
+(``jax.lax.scan``: one traced microbatch, whatever K), so only one
+microbatch's activations are live at a time. The mean of the microbatch mean
+losses and gradients is the full batch's, so the update, the loss and the
+grad norm equal the unsplit step's to float rounding. K is static: changing
+it compiles the step once more.
 """
 
 from __future__ import annotations
@@ -71,17 +79,60 @@ def loss_fn(params, graphdef, batch) -> jax.Array:
   return cross_entropy(model(batch["inputs"]), batch["targets"]).mean()
 
 
+def microbatches(batch: dict, k: int) -> dict:
+  """Splits every ``[B, ...]`` leaf into ``[K, B/K, ...]`` microbatches.
+
+  Microbatch ``i`` holds rows ``i, i + K, i + 2K, ...``: the batch's rows are
+  sharded in contiguous blocks over the devices (and processes), so this
+  strided split gives every device ``1/K`` of its own rows in each
+  microbatch, with no data movement, whenever ``B/K`` divides by the
+  devices (``train.config.validate`` checks it).
+
+  Raises:
+    ValueError: if ``B`` is not divisible by ``k``.
+  """
+  def split(x):
+    b = x.shape[0]
+    if b % k:
+      raise ValueError(f"a batch of {b} rows does not split into "
+                       f"grad_accum_steps={k} equal microbatches")
+    return jnp.swapaxes(x.reshape(b // k, k, *x.shape[1:]), 0, 1)
+  return jax.tree.map(split, batch)
+
+
+def loss_and_grads(params, graphdef, batch: dict, grad_accum_steps: int = 1
+                   ) -> tuple[jax.Array, Any]:
+  """The batch's mean loss and its gradient, over ``grad_accum_steps``
+  microbatches of equal size (a ``lax.scan``; sums kept in the parameters'
+  dtype, float32)."""
+  grad_fn = jax.value_and_grad(loss_fn)
+  if grad_accum_steps == 1:
+    return grad_fn(params, graphdef, batch)
+
+  def add_microbatch(total, micro):
+    return jax.tree.map(jnp.add, total, grad_fn(params, graphdef, micro)), None
+
+  zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+  total, _ = jax.lax.scan(add_microbatch, zeros,
+                          microbatches(batch, grad_accum_steps))
+  return jax.tree.map(lambda x: x / grad_accum_steps, total)
+
+
 def train_step(state: TrainState, batch: dict, schedule: Callable, *,
                graphdef: Any, tx: optax.GradientTransformation,
-               grad_clip: float | None, tokens_per_step: int
-               ) -> tuple[TrainState, dict]:
-  """One update. Pure: jit it once (see ``jit_train_step``) and vmap it freely.
+               grad_clip: float | None, tokens_per_step: int,
+               grad_accum_steps: int = 1) -> tuple[TrainState, dict]:
+  """One update. Pure: jit it once (see ``step_fn``) and vmap it freely.
+
+  With ``grad_accum_steps = K > 1`` the gradient is accumulated over K
+  microbatches of the batch (:func:`loss_and_grads`); K must divide the
+  batch's rows.
 
   A non-finite loss or gradient leaves params and optimizer state untouched
   (the step counter still moves on) and is recorded in ``state.nonfinite`` and
   ``state.first_nonfinite``; the loop decides whether to stop or go on.
   """
-  loss, grads = jax.value_and_grad(loss_fn)(state.params, graphdef, batch)
+  loss, grads = loss_and_grads(state.params, graphdef, batch, grad_accum_steps)
   grad_norm = optax.global_norm(grads)
   if grad_clip:
     scale = jnp.minimum(1.0, grad_clip / (grad_norm + 1e-12))
@@ -118,9 +169,11 @@ def eval_step(params, batch: dict, *, graphdef) -> jax.Array:
 
 def step_fn(config, setup) -> Callable:
   """The pure step of a run: ``(state, batch, schedule) -> (state, metrics)``
-  with the run's model, optimizer, clipping and batch size bound; the
-  trainer jits it (vmapped for a population) with the state donated."""
+  with the run's model, optimizer, clipping, batch size and gradient
+  accumulation bound; the trainer jits it (vmapped for a population) with
+  the state donated."""
   return functools.partial(
       train_step, graphdef=setup.graphdef, tx=setup.tx,
       grad_clip=float(config.train.grad_clip) or None,
-      tokens_per_step=int(config.data.batch_size) * int(config.data.seq_len))
+      tokens_per_step=int(config.data.batch_size) * int(config.data.seq_len),
+      grad_accum_steps=int(config.train.get("grad_accum_steps", 1)))
