@@ -1,31 +1,44 @@
-"""Grain data pipelines: synthetic bigram, byte-level text files, TFDS.
+"""Grain data pipelines: synthetic bigram, byte-level text files, BPE tokens
+of an offline corpus, TFDS.
 
 Every dataset yields `{"inputs": int32[B, T], "targets": int32[B, T]}` with
 `B = batch_size // process_count` and targets = inputs shifted by one. `train`
 is endless (finite sources are reshuffled every epoch with the seed); `eval`
-is `eval_batches` batches, the same on every iteration. `iter(ds)` is grain's
-checkpointable iterator (`get_state()` / `set_state()`).
+is `eval_batches` batches of `eval_batch_size` rows (default `batch_size`),
+the same on every iteration. `iter(ds)` is grain's checkpointable iterator
+(`get_state()` / `set_state()`).
 """
 
 from __future__ import annotations
 
 import grain
+import ml_collections
 import numpy as np
 
 from wsd_jax.data import bigram
+from wsd_jax.data import bpe
 from wsd_jax.data import pipeline
 from wsd_jax.data import text
 from wsd_jax.data import tfds_source
 from wsd_jax.data.bigram import BigramSpec
 from wsd_jax.data.pipeline import fingerprint
 
-KNOWN_DATASETS = ("bigram", "text", "tfds")
+KNOWN_DATASETS = ("bigram", "text", "bpe", "tfds")
 SPLITS = ("train", "eval")
-_READERS = {"bigram": bigram.reader, "text": text.reader}
+_READERS = {"bigram": bigram.reader, "text": text.reader, "bpe": bpe.reader}
 _ENDLESS = 2**62  # Length of the id stream of a generated source.
 
-__all__ = ["BigramSpec", "KNOWN_DATASETS", "data_info", "fingerprint",
-           "make_dataset", "token_groups", "vocab_size"]
+__all__ = ["BigramSpec", "KNOWN_DATASETS", "check_files", "data_info",
+           "fingerprint", "make_dataset", "token_groups", "vocab_size"]
+
+
+def _batch_size(data_config, split: str) -> int:
+  """Global rows per batch of ``split``: ``eval_batch_size`` (when set) for
+  eval, so a model trained with gradient accumulation evaluates in
+  batches that fit in memory."""
+  if split == "eval" and data_config.get("eval_batch_size") is not None:
+    return int(data_config.eval_batch_size)
+  return int(data_config.batch_size)
 
 
 def _validate(data_config, split: str, process_index: int,
@@ -36,7 +49,8 @@ def _validate(data_config, split: str, process_index: int,
         f"unknown dataset name {name!r}; known names: {', '.join(KNOWN_DATASETS)}")
   if split not in SPLITS:
     raise ValueError(f"unknown split {split!r}; known splits: {', '.join(SPLITS)}")
-  seq_len, batch_size = int(data_config.seq_len), int(data_config.batch_size)
+  seq_len, batch_size = int(data_config.seq_len), _batch_size(data_config,
+                                                              split)
   if seq_len < 1:
     raise ValueError(f"seq_len must be >= 1, got {seq_len}")
   if process_count < 1 or not 0 <= process_index < process_count:
@@ -67,12 +81,15 @@ def make_dataset(data_config, split: str, *, seed: int, process_index: int = 0,
     A `grain.IterDataset`; `iter()` of it is checkpointable.
   """
   _validate(data_config, split, process_index, process_count)
+  batch_size = _batch_size(data_config, split)
   if data_config.name == "tfds":
+    if batch_size != int(data_config.batch_size):
+      data_config = ml_collections.ConfigDict(dict(data_config.to_dict(),
+                                                   batch_size=batch_size))
     return tfds_source.make_dataset(data_config, split, seed=seed,
                                     process_index=process_index,
                                     process_count=process_count)
   read, num_examples = _READERS[data_config.name](data_config, split, seed)
-  batch_size = int(data_config.batch_size)
   if split == "train":
     ids = (grain.MapDataset.range(_ENDLESS) if num_examples is None else
            grain.MapDataset.range(num_examples).shuffle(seed=int(seed)).repeat(None))
@@ -91,8 +108,21 @@ def vocab_size(data_config) -> int:
     return int(data_config.vocab_size)
   if data_config.get("name", None) in ("text", "tfds"):
     return text.VOCAB_SIZE
+  if data_config.get("name", None) == "bpe":
+    return bpe.vocab_size(data_config)
   raise ValueError(f"unknown dataset name {data_config.get('name', None)!r}; "
                    f"known names: {', '.join(KNOWN_DATASETS)}")
+
+
+def check_files(data_config) -> None:
+  """Refuses, before any compute, an unknown dataset and the input files a
+  dataset would fail on: missing or binary text files, an unknown BPE
+  corpus or tokenizer. Builds nothing."""
+  vocab_size(data_config)
+  if data_config.get("name") == "text":
+    text.resolve_paths(data_config.get("paths"))
+  elif data_config.get("name") == "bpe":
+    bpe.check(data_config)
 
 
 def token_groups(data_config) -> np.ndarray | None:
@@ -112,4 +142,6 @@ def data_info(data_config) -> dict:
     return {"optimal_loss": float(spec.optimal_loss),
             "optimal_loss_by_group": [float(x)
                                       for x in spec.optimal_loss_by_group]}
+  if data_config.get("name", None) == "bpe":  # the corpus's bytes and hash
+    return bpe.prepare(data_config).describe()
   return {}

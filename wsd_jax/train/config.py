@@ -340,9 +340,14 @@ def validate(config: ml_collections.ConfigDict, *, mesh=None,
   batch = int(config.data.batch_size)
   if mesh is not None:
     sharding.check_batch_size(mesh, batch)
-  data_lib.vocab_size(config.data)  # unknown dataset names
-  if config.data.get("name") == "text":  # missing files, binary files
-    data_lib.text.resolve_paths(config.data.get("paths"))
+    eval_batch = config.data.get("eval_batch_size")
+    if eval_batch is not None and int(eval_batch) % sharding.batch_divisor(
+        mesh):
+      raise ValueError(
+          f"config.data.eval_batch_size={eval_batch} is not divisible by "
+          f"data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']} = "
+          f"{sharding.batch_divisor(mesh)} devices")
+  data_lib.check_files(config.data)  # unknown names, missing or binary files
   models.check(config.model, vocab_size=data_lib.vocab_size(config.data),
                max_seq_len=int(config.data.seq_len))
   if batch % process_count:
