@@ -8,7 +8,7 @@ Trains (or resumes) the study's runs in WORKDIR/runs, fits each law on
 (``wsd_jax.studies.law_study``).
 """
 
-from absl import app, flags
+from absl import flags
 
 from configs import law_study as law_study_config
 from experiments import cli
@@ -30,4 +30,4 @@ def main(argv):
 
 if __name__ == "__main__":
   cli.define_study_flags("configs/law_study.py")
-  app.run(main)
+  cli.run(main)

@@ -9,27 +9,26 @@ and table (Markdown + JSON) and DIR/claims.json
 Settings: configs/river_valley.py.
 """
 
-from absl import app
 from absl import flags
 
 from configs import river_valley as river_valley_config
+from experiments import cli
 from wsd_jax.studies import river_valley_report
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Study directory.",
-                               required=True)
-_QUICK = flags.DEFINE_bool("quick", False, "Small budgets, 2 seeds (< 90 s).")
 
-
+@cli.friendly_errors
 def main(argv):
   del argv
-  config = river_valley_config.get_config("quick" if _QUICK.value else "")
-  result = river_valley_report.run(config, _WORKDIR.value)
+  workdir = flags.FLAGS.workdir
+  result = river_valley_report.run(cli.study_config(river_valley_config),
+                                   workdir)
   for c in result["claims"]:
     verdict = "REPRODUCED" if c["reproduced"] else "NOT reproduced"
     print(f"[river_valley] {verdict}: {c['claim']}")
-  print(f"[river_valley] report: {_WORKDIR.value}/report.md "
+  print(f"[river_valley] report: {workdir}/report.md "
         f"({result['wall_time_s']['total_s']:.0f} s)")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.define_study_flags("configs/river_valley.py")
+  cli.run(main)

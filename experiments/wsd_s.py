@@ -11,7 +11,7 @@ wsd_s.{md,json,png} into WORKDIR (``wsd_jax.studies.wsd_s``); rerunning
 reuses finished runs.
 """
 
-from absl import app, flags
+from absl import flags
 
 from configs import wsd_s as wsd_s_config
 from experiments import cli
@@ -28,4 +28,4 @@ def main(argv):
 
 if __name__ == "__main__":
   cli.define_study_flags("configs/wsd_s.py")
-  app.run(main)
+  cli.run(main)
