@@ -17,13 +17,14 @@ import numpy as np
 
 from wsd_jax.data import bigram
 from wsd_jax.data import bpe
+from wsd_jax.data import digits
 from wsd_jax.data import pipeline
 from wsd_jax.data import text
 from wsd_jax.data import tfds_source
 from wsd_jax.data.bigram import BigramSpec
 from wsd_jax.data.pipeline import fingerprint
 
-KNOWN_DATASETS = ("bigram", "text", "bpe", "tfds")
+KNOWN_DATASETS = ("bigram", "text", "bpe", "tfds", "digits")
 SPLITS = ("train", "eval")
 _READERS = {"bigram": bigram.reader, "text": text.reader, "bpe": bpe.reader}
 _ENDLESS = 2**62  # Length of the id stream of a generated source.
@@ -89,6 +90,10 @@ def make_dataset(data_config, split: str, *, seed: int, process_index: int = 0,
     return tfds_source.make_dataset(data_config, split, seed=seed,
                                     process_index=process_index,
                                     process_count=process_count)
+  if data_config.name == "digits":  # classification: no next-token shift
+    return digits.make_dataset(data_config, split, seed=seed,
+                               process_index=process_index,
+                               process_count=process_count)
   read, num_examples = _READERS[data_config.name](data_config, split, seed)
   if split == "train":
     ids = (grain.MapDataset.range(_ENDLESS) if num_examples is None else
@@ -110,6 +115,8 @@ def vocab_size(data_config) -> int:
     return text.VOCAB_SIZE
   if data_config.get("name", None) == "bpe":
     return bpe.vocab_size(data_config)
+  if data_config.get("name", None) == "digits":
+    return digits.NUM_LEVELS
   raise ValueError(f"unknown dataset name {data_config.get('name', None)!r}; "
                    f"known names: {', '.join(KNOWN_DATASETS)}")
 

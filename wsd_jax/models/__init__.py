@@ -14,10 +14,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from wsd_jax.models.classifier import MLPClassifier
 from wsd_jax.models.gpt import GPT, GPTConfig, PRESETS, flops_per_token
 from wsd_jax.models.simple import Bigram, MLPLM
 
-KNOWN_MODELS = ("bigram", "mlp", "gpt")
+KNOWN_MODELS = ("bigram", "mlp", "gpt", "mlp_classifier")
 _GPT_OVERRIDES = ("num_layers", "d_model", "num_heads", "dtype", "attention_impl",
                   "tie_embeddings", "position", "max_seq_len", "mlp_ratio",
                   "logits_dtype", "remat")
@@ -81,6 +82,12 @@ def build(model_config, *, vocab_size: int, max_seq_len: int,
                  num_layers=int(get("num_layers", 1)),
                  context=int(get("context", 1)),
                  dtype=jnp.dtype(get("dtype", "float32")), rngs=rngs)
+  if name == "mlp_classifier":  # pixels in, vocab_size = pixel levels
+    return MLPClassifier(int(max_seq_len), int(model_config.num_classes),
+                         levels=vocab_size,
+                         hidden_dim=int(model_config.get("hidden_dim", 128)),
+                         num_layers=int(model_config.get("num_layers", 1)),
+                         rngs=rngs)
   if name == "gpt":
     return GPT(gpt_config(model_config, vocab_size=vocab_size,
                           max_seq_len=max_seq_len), rngs=rngs)

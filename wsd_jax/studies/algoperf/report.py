@@ -1,0 +1,233 @@
+"""The benchmark's outputs: ``time_to_targets.csv``, ``scores.csv``,
+performance-profile figures (steps; seconds with the device named), the
+curves of each study's best trial with the target and the realised LR,
+tuning robustness (share of trials reaching the target vs LR), and
+``report.md`` with a table per workload and verdicts on the papers' claims
+this benchmark can test. Figures take arrays; the runs are read here."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from wsd_jax import plots, reports, runs
+from wsd_jax.plots import plt
+from wsd_jax.runs import rundir
+from wsd_jax.studies.algoperf import benchmark, scoring
+
+TOL = 1.1  # "matches": within 10% of the other's time to target (steps)
+
+
+def profile_figure(times: Mapping[str, Mapping[str, float]], path: str,
+                   xlabel: str) -> None:
+  """``rho_s(tau)`` of every submission on ``tau`` in [1, 4]."""
+  grid = scoring.taus()
+  fig, ax = plt.subplots(figsize=(6, 4))
+  colors = plots.palette(len(times))
+  for (s, rho), c in zip(scoring.profiles(times).items(), colors):
+    ax.step(grid, rho, where="post", label=s, color=c)
+  ax.set(xlabel=xlabel, ylabel="share of workloads", ylim=(-0.02, 1.02),
+         title="performance profiles")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  plots.save(fig, path)
+
+
+def curves_figure(series: Mapping[str, list[tuple]], target: float,
+                  metric: str, path: str, title: str) -> None:
+  """Per submission, the metric and realised LR of each study's best trial
+  (``(steps, values, lr_steps, lrs)`` arrays), with the target line."""
+  fig, (ax, lx) = plt.subplots(1, 2, figsize=(12, 4))
+  colors = plots.palette(len(series))
+  for (s, items), c in zip(series.items(), colors):
+    for j, (steps, values, lsteps, lrs) in enumerate(items):
+      label = s if j == 0 else None
+      ax.plot(steps, values, color=c, lw=1.2, label=label)
+      lx.plot(lsteps, lrs, color=c, lw=1.0, label=label)
+  ax.axhline(target, color="k", ls="--", lw=1, label="target")
+  finite = np.concatenate([v for items in series.values()
+                           for _, v, _, _ in items] or [np.zeros(1)])
+  hi = np.nanpercentile(finite, 90) if finite.size else 1.0
+  ax.set_ylim(min(np.nanmin(finite), target) * 0.98, max(hi, target) * 1.05)
+  ax.set(xlabel="step", ylabel=metric, title=title)
+  lx.set(xlabel="step", ylabel="learning rate", title="realised LR")
+  for a in (ax, lx):
+    a.grid(alpha=0.3)
+    a.legend(fontsize=7)
+  plots.save(fig, path)
+
+
+def robustness_figure(points: Mapping[str, Mapping[str, list[tuple]]],
+                      path: str) -> None:
+  """Per workload, for each submission, the share of trials reaching the
+  target in LR bins (``(lr, reached)`` pairs; log-spaced bins)."""
+  names = list(points)
+  fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6),
+                           squeeze=False)
+  for ax, w in zip(axes[0], names):
+    subs = points[w]
+    colors = plots.palette(len(subs))
+    lrs = np.array([lr for v in subs.values() for lr, _ in v])
+    edges = np.geomspace(lrs.min(), lrs.max() * 1.0001, 5)
+    centers = np.sqrt(edges[1:] * edges[:-1])
+    for (s, v), c in zip(subs.items(), colors):
+      lr, hit = np.array([p[0] for p in v]), np.array([p[1] for p in v])
+      k = np.clip(np.searchsorted(edges, lr, side="right") - 1, 0, 3)
+      frac = [hit[k == b].mean() if (k == b).any() else np.nan
+              for b in range(4)]
+      ax.plot(centers, frac, "o-", color=c, label=s)
+    ax.set(xscale="log", xlabel="peak LR", ylabel="share reaching target",
+           title=w, ylim=(-0.05, 1.05))
+    ax.grid(alpha=0.3)
+  axes[0][0].legend(fontsize=7)
+  plots.save(fig, path)
+
+
+def claims(table: Sequence[dict], rows: Sequence[dict]) -> list[dict]:
+  """Verdicts on claims of the papers that this benchmark can test (on time
+  to target in steps; ``not tested`` when a submission is absent)."""
+  t = {}
+  for r in rows:
+    t.setdefault(r["submission"], {})[r["workload"]] = r["steps"]
+  score = {r["submission"]: r["score_steps"] for r in table}
+  out = []
+
+  def matches(a: str, b: str) -> tuple[bool, list]:
+    per = [(w, t[a][w], t[b][w]) for w in t[b]]
+    ok = all(np.isfinite(x) and x <= TOL * y for _, x, y in per
+             if np.isfinite(y))
+    return ok, per
+
+  if {"wsd_linear", "cosine"} <= set(t):
+    ok, per = matches("wsd_linear", "cosine")
+    out.append({"claim": "WSD matches cosine at its own budget (Hägele et "
+                         "al.)", "verdict": "supported" if ok else
+                "not supported",
+                "criterion": f"WSD (linear) reaches every target cosine "
+                             f"reaches, within {TOL}x cosine's steps",
+                "evidence": per})
+  if {"wsd_1sqrt", "wsd_linear"} <= set(t):
+    ok = score["wsd_1sqrt"] >= score["wsd_linear"]
+    faster = [(w, t["wsd_1sqrt"][w], t["wsd_linear"][w])
+              for w in t["wsd_linear"]]
+    out.append({"claim": "1-sqrt decay beats linear decay (Hägele et al.)",
+                "verdict": "supported" if ok and score["wsd_1sqrt"] >
+                score["wsd_linear"] else ("tie" if ok else "not supported"),
+                "criterion": "higher benchmark score (steps)",
+                "evidence": faster})
+  if {"schedule_free", "cosine"} <= set(t):
+    ok, per = matches("schedule_free", "cosine")
+    out.append({"claim": "schedule-free needs no schedule (Defazio et al.)",
+                "verdict": "supported" if ok else "not supported",
+                "criterion": f"reaches every target cosine reaches, within "
+                             f"{TOL}x cosine's steps",
+                "evidence": per})
+  if {"constant", "cosine"} <= set(t):
+    ok = score["constant"] < score["cosine"]
+    out.append({"claim": "a decay is needed: constant LR loses to cosine",
+                "verdict": "supported" if ok else "not supported",
+                "criterion": "lower benchmark score (steps) than cosine",
+                "evidence": [(s, score[s]) for s in ("constant", "cosine")]})
+  return out
+
+
+def write_all(root: str, ws, subs: Sequence[str], targets: Mapping,
+              rows: Sequence[dict], table: Sequence[dict], info: dict
+              ) -> None:
+  """Writes every output of the benchmark into ``root``."""
+  benchmark.write_csv(rundir.join(root, "time_to_targets.csv"), {
+      k: [r[k] for r in rows] for k in ("submission", "workload", "steps",
+                                        "seconds", "studies_reached",
+                                        "studies")})
+  benchmark.write_csv(rundir.join(root, "scores.csv"), {
+      k: [r[k] for r in table] for k in ("submission", "score_steps",
+                                         "score_seconds", "speedup_vs_cosine",
+                                         "workloads_reached")})
+  times = {key: {s: {r["workload"]: r[key] for r in rows
+                     if r["submission"] == s} for s in subs}
+           for key in benchmark.TIME_COLS}
+  profile_figure(times["steps"],
+                 rundir.join(root, "performance_profile_steps.png"),
+                 "tau (ratio of steps to target to the best)")
+  profile_figure(times["seconds"],
+                 rundir.join(root, "performance_profile_seconds.png"),
+                 f"tau (ratio of seconds; {info['device']})")
+  robust = {}
+  for w in ws:
+    target = float(targets[w.name]["target"])
+    series = {}
+    for s in subs:
+      best = [r for r in rows if r["submission"] == s
+              and r["workload"] == w.name][0]["best_trials"]
+      series[s] = []
+      for k, i in enumerate(best):
+        d = benchmark.trial_dir(root, s, k, w.name, i)
+        m = benchmark.read_csv(rundir.join(d, benchmark.MEASUREMENTS))
+        lsteps, lrs = runs.Run(d).column("lr")
+        series[s].append((m["global_step"], m[w.metric], lsteps, lrs))
+      robust.setdefault(w.name, {})[s] = [
+          (float(rundir.read_json(rundir.join(
+              benchmark.trial_dir(root, s, k, w.name, i),
+              "hparams.json"))["learning_rate"]),
+           scoring.first_reached(benchmark.load_trials(
+               root, s, k, w.name, info["trials"])[i][w.metric], target) >= 0)
+          for k in range(info["studies"]) for i in range(info["trials"])]
+    curves_figure(series, target, w.metric,
+                  rundir.join(root, f"curves_{w.name}.png"),
+                  f"{w.name}: best trial of each study")
+  robustness_figure(robust, rundir.join(root, "robustness.png"))
+  verdicts = claims(table, rows)
+  rundir.write_json(rundir.join(root, "report.json"), _plain(
+      {"info": info, "scores": table, "claims": verdicts,
+       "time_to_targets": rows}))
+  rundir.write_text(rundir.join(root, "report.md"),
+                    markdown(ws, targets, rows, table, verdicts, robust,
+                             info))
+
+
+def _plain(x):
+  """``x`` with NumPy scalars as Python numbers and tuples as lists."""
+  if isinstance(x, dict):
+    return {k: _plain(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_plain(v) for v in x]
+  return x.item() if hasattr(x, "item") else x
+
+
+def markdown(ws, targets, rows, table, verdicts, robust, info) -> str:
+  """``report.md``."""
+  out = ["# AlgoPerf-style comparison of LR schedules\n",
+         f"Device (seconds): {info['device']}. {info['studies']} studies x "
+         f"{info['trials']} trials per submission and workload. Seconds: "
+         "the training clock of the study's population (its trials train as "
+         "one vmapped program and share it; compilation counts, evaluation "
+         "and checkpointing do not); never compare them across devices. "
+         f"Wall time {info['wall_s']:.0f} s. Command: `{info['argv']}`\n",
+         "## Scores\n",
+         reports.markdown_table(
+             ["submission", "score (steps)", "score (seconds)",
+              "speedup vs cosine (steps, geo-mean)", "workloads reached"],
+             [[r["submission"], r["score_steps"], r["score_seconds"],
+               r["speedup_vs_cosine"], r["workloads_reached"]]
+              for r in table], digits=3)]
+  for w in ws:
+    t = targets[w.name]
+    extra = (f", optimal loss {t['optimal_loss']:.5f}"
+             if "optimal_loss" in t else "")
+    out.append(f"## {w.name}\n\n{w.description}. Target {w.metric} <= "
+               f"{t['target']:.5f}{extra}; step hint {w.step_hint}, "
+               f"{w.max_steps} steps, evaluation every {w.eval_every}.\n")
+    out.append(reports.markdown_table(
+        ["submission", "steps to target (median)", "seconds",
+         "studies reached", "trials reaching target"],
+        [[r["submission"], r["steps"], r["seconds"],
+          f"{r['studies_reached']}/{r['studies']}",
+          f"{sum(h for _, h in robust[w.name][r['submission']])}/"
+          f"{len(robust[w.name][r['submission']])}"]
+         for r in rows if r["workload"] == w.name], digits=3))
+  out.append("## Claims\n")
+  out.append(reports.markdown_table(
+      ["claim", "verdict", "criterion"],
+      [[v["claim"], v["verdict"], v["criterion"]] for v in verdicts]))
+  return "\n".join(out)
