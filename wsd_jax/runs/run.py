@@ -108,7 +108,7 @@ class Run:
     """``schedule(t)`` for ``t < num_steps`` (default: through the last
     logged step), float64: the LR of the update that starts at step ``t``."""
     n = self.last_step + 1 if num_steps is None else int(num_steps)
-    return np.asarray(self.schedule(np.arange(n)), np.float64)
+    return schedules.values(self.schedule, n).astype(np.float64)
 
   def per_step(self, key: str) -> np.ndarray:
     """``values[t]``: ``key`` (``lr``, ``grad_norm``, ``grad_l1``) of the

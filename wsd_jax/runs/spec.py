@@ -89,9 +89,10 @@ def _same_branch(bdir: str, from_step: int, sched: schedules.Branch) -> bool:
   if (old.at_step, old.decay_steps, old.decay_shape, old.final_value) != (
       sched.at_step, sched.decay_steps, sched.decay_shape, sched.final_value):
     return False
-  steps = np.arange(from_step + 1)
-  return bool(np.array_equal(np.asarray(old.base(steps)),
-                             np.asarray(sched.base(steps))))
+  if old.base == sched.base:
+    return True
+  return bool(np.array_equal(schedules.values(old.base, from_step + 1),
+                             schedules.values(sched.base, from_step + 1)))
 
 
 def branch_spec(workdir: str, from_step: int, decay_steps: int,

@@ -12,6 +12,10 @@ Since schedules are pytrees, a jitted step can take one as an argument (a
 sweep over peaks compiles once) and ``jax.vmap`` runs a stacked population.
 """
 
+import functools
+
+import numpy as np
+
 from wsd_jax.schedules.engine import MAX_STEP, Phase, Schedule, evaluate
 from wsd_jax.schedules.named import (UBA, WSD, WSDS, Branch, Constant, Cosine,
                                      CyclicCosine, Infinite, InverseSqrt,
@@ -48,3 +52,24 @@ def stack(schedules_: list[Schedule]) -> Schedule:
                      f"(names or shapes): {sorted(map(str, treedefs))}")
   return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]),
                       *schedules_)
+
+
+@functools.cache
+def _jitted_values():
+  import jax
+  return jax.jit(lambda schedule, steps: schedule(steps))
+
+
+def values(schedule: Schedule, num_steps: int) -> np.ndarray:
+  """``schedule(t)`` for ``t < num_steps`` as a float32 NumPy array.
+
+  Jitted with the schedule as an argument and the step range padded to a
+  power of two, so reading many runs' LRs compiles once per schedule
+  structure and size class instead of evaluating op by op.
+  """
+  n = int(num_steps)
+  if n <= 0:
+    return np.zeros((0,), np.float32)
+  padded = 1 << max(n - 1, 1).bit_length()
+  out = _jitted_values()(schedule, np.arange(padded, dtype=np.int32))
+  return np.asarray(out, np.float32)[:n]
