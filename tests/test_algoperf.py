@@ -234,6 +234,20 @@ def test_digits_batches_and_classifier():
   np.testing.assert_array_equal(logits[:, 0], logits[:, 17])
 
 
+def test_committed_targets_have_provenance():
+  t = targets_lib.load()
+  assert "bigram_quick" in t
+  for name, entry in t.items():
+    w = workloads.get(name)
+    assert entry["metric"] == w.metric and entry["step_hint"] == w.step_hint
+    p = entry["provenance"]
+    assert len(p["search_log"]) >= 64 and len(p["seed_bests"]) >= 10
+    assert entry["target"] == pytest.approx(np.median(p["seed_bests"]))
+    assert "jax" in p["versions"]
+  if "bigram" in t:
+    assert t["bigram"]["target"] > t["bigram"]["optimal_loss"]
+
+
 @pytest.mark.slow
 def test_quick_pipeline(tmp_path):
   from wsd_jax.studies.algoperf import app
@@ -261,3 +275,51 @@ def test_quick_pipeline(tmp_path):
   again = app.run(root, quick=True)
   assert [r["score_steps"] for r in again["scores"]] == [
       r["score_steps"] for r in result["scores"]]
+
+
+@pytest.mark.slow
+def test_algoperf_own_scoring_code_agrees(tmp_path):
+  """AlgoPerf's scoring code (a checkout's ``scoring/`` under
+  ``$ALGOPERF_SCORING_DIR``; needs pandas) on synthetic trial tables with
+  misses and ties gives the scores of ``benchmark.score_table``."""
+  root = os.environ.get("ALGOPERF_SCORING_DIR")
+  if not root or not os.path.isdir(os.path.join(root, "scoring")):
+    pytest.skip("set ALGOPERF_SCORING_DIR to a checkout of "
+                "mlcommons/algorithmic-efficiency")
+  pytest.importorskip("pandas")
+  import importlib.util
+  import json
+  spec = importlib.util.spec_from_file_location(
+      "crosscheck", os.path.join(os.path.dirname(__file__), "..", "docs",
+                                 "algoperf_crosscheck.py"))
+  crosscheck = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(crosscheck)
+  d = str(tmp_path)
+  rng = np.random.default_rng(0)
+  names = ["bigram_quick", "digits"]
+  targets = {n: {"metric": workloads.get(n).metric, "target": 1.0}
+             for n in names}
+  with open(os.path.join(d, "targets.json"), "w") as f:
+    json.dump(targets, f)
+  subs = ["cosine", "constant", "wsd_linear"]
+  for s in subs:
+    for k in range(3):
+      for w in names:
+        for i in range(5):
+          vals = 2.0 - np.cumsum(rng.uniform(0, 0.2, 10))
+          if s == "constant":
+            vals += 0.5  # mostly misses
+          _write_trial(d, s, k, w, i, list(range(10, 101, 10)),
+                       list(np.cumsum(rng.uniform(1, 2, 10))), vals,
+                       targets[w]["metric"])
+  rows = benchmark.time_to_targets(d, subs, [workloads.get(n) for n in names],
+                                   targets, 3, 5)
+  ours = {r["submission"]: r for r in benchmark.score_table(rows)}
+  theirs = crosscheck.algoperf_scores(root, d)
+  scores = sorted(r["score_steps"] for r in ours.values())
+  assert scores[0] < scores[1] < scores[2] == 1.0  # not a degenerate case
+  for s in subs:
+    assert ours[s]["score_steps"] == pytest.approx(
+        theirs["global_step"][s], abs=1e-9)
+    assert ours[s]["score_seconds"] == pytest.approx(theirs["score"][s],
+                                                     abs=1e-9)

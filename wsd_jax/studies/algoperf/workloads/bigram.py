@@ -12,8 +12,8 @@ def _config():
 
 
 WORKLOAD = Workload(
-    name="bigram", metric="validation/loss", step_hint=800, max_steps=800,
-    eval_every=40, train_config=_config,
+    name="bigram", metric="validation/loss", step_hint=400, max_steps=400,
+    eval_every=20, train_config=_config,
     description="bigram table on the synthetic bigram corpus (V=64)")
 
 # The CI form: the same task, a short step hint (its target is set over 45
