@@ -164,7 +164,8 @@ def write_all(root: str, ws, subs: Sequence[str], targets: Mapping,
       for k, i in enumerate(best):
         d = benchmark.trial_dir(root, s, k, w.name, i)
         m = benchmark.read_csv(rundir.join(d, benchmark.MEASUREMENTS))
-        lsteps, lrs = runs.Run(d).column("lr")
+        lrs = runs.Run(d).lrs()  # the LR of every update, from run.json
+        lsteps = np.arange(len(lrs))
         series[s].append((m["global_step"], m[w.metric], lsteps, lrs))
       robust.setdefault(w.name, {})[s] = [
           (float(rundir.read_json(rundir.join(
