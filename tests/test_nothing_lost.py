@@ -16,7 +16,7 @@ import pytest
 from wsd_jax import runs, schedules, train
 from wsd_jax.runs import rundir
 from wsd_jax.train import train_and_evaluate
-from tiny import tiny_config
+from tiny import config_file, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -44,14 +44,6 @@ def app(module, *args, timeout=180):
   return subprocess.run([sys.executable, "-m", f"experiments.{module}",
                          *map(str, args)], cwd=ROOT, env=ENV,
                         capture_output=True, text=True, timeout=timeout)
-
-
-def config_file(tmp_path, config) -> str:
-  path = tmp_path / "config.py"
-  path.write_text("import json\nimport ml_collections\n\n\ndef get_config():\n"
-                  f"  return ml_collections.ConfigDict(json.loads("
-                  f"{config.to_json()!r}))\n")
-  return str(path)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import pytest
 from wsd_jax import runs, schedules, train
 from wsd_jax.runs import rundir
 from wsd_jax.train import load_state, train_and_evaluate
-from tiny import tiny_config
+from tiny import config_file, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -93,15 +93,6 @@ class App:
 
 def cli(module, *args):
   return App(module, *args).wait()
-
-
-def config_file(tmp_path, config) -> str:
-  """A config file whose get_config() returns ``config``."""
-  path = tmp_path / "config.py"
-  path.write_text("import json\nimport ml_collections\n\n\ndef get_config():\n"
-                  f"  return ml_collections.ConfigDict(json.loads("
-                  f"{config.to_json()!r}))\n")
-  return str(path)
 
 
 def count_lines(path):

@@ -21,3 +21,12 @@ def tiny_config(schedule=None, **train) -> ml_collections.ConfigDict:
                  progress=False, plots=False)
   c.train.update(train)
   return c
+
+
+def config_file(tmp_path, config: ml_collections.ConfigDict) -> str:
+  """A config file whose get_config() returns ``config`` (for the apps)."""
+  path = tmp_path / "config.py"
+  path.write_text("import json\nimport ml_collections\n\n\ndef get_config():\n"
+                  f"  return ml_collections.ConfigDict(json.loads("
+                  f"{config.to_json()!r}))\n")
+  return str(path)
