@@ -26,6 +26,11 @@ import optax
 SCALE = "lr_scale"
 
 
+# ``lr`` is initialised with ``jnp.array`` (a copy): under inject_hyperparams
+# ``learning_rate`` arrives as the hyperparameter's own buffer, and a donated
+# state must not hold one buffer twice.
+
+
 class SGDHDState(NamedTuple):
   lr: jax.Array        # float32: the adapted LR alpha_t (last one used)
   direction: Any       # d_{t-1}: the last update direction (the momentum
@@ -66,7 +71,7 @@ def sgd_hd(learning_rate: float, hypergrad_lr: float, momentum: float = 0.0,
     lr_scale: multiplies the adapted LR (the trainer's scheduled LR).
   """
   def init(params):
-    return SGDHDState(lr=jnp.asarray(learning_rate, jnp.float32),
+    return SGDHDState(lr=jnp.array(learning_rate, jnp.float32),
                       direction=jax.tree.map(jnp.zeros_like, params))
 
   def update(grads, state, params=None):
@@ -103,7 +108,7 @@ def adam_hd(learning_rate: float, hypergrad_lr: float, b1: float = 0.9,
   def init(params):
     zeros = lambda: jax.tree.map(jnp.zeros_like, params)
     return AdamHDState(count=jnp.zeros((), jnp.int32),
-                       lr=jnp.asarray(learning_rate, jnp.float32),
+                       lr=jnp.array(learning_rate, jnp.float32),
                        mu=zeros(), nu=zeros())
 
   def direction(mu, nu, t):

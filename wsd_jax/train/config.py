@@ -28,6 +28,7 @@ from ml_collections import config_dict
 
 from wsd_jax import data as data_lib
 from wsd_jax import models, schedules
+from wsd_jax.adaptive import hypergradient
 from wsd_jax.train import sharding
 
 # Sections whose keys the trainer owns; other sections (model, data,
@@ -59,7 +60,10 @@ FRACTIONS = {"warmup_fraction": "warmup_steps", "decay_fraction": "decay_steps"}
 # factory can still be set from Python). ``learning_rate`` is the schedule's.
 OPTIMIZER_ARGUMENTS = dict(b1=float, b2=float, eps=float, eps_root=float,
                            weight_decay=float, momentum=float, nesterov=bool,
-                           decay=float, centered=bool)
+                           decay=float, centered=bool,
+                           # the hypergradient optimizers (adaptive): the
+                           # initial adapted LR, which the schedule scales
+                           learning_rate=float, hypergrad_lr=float)
 
 
 class Resolved(NamedTuple):
@@ -282,25 +286,39 @@ def resolve_schedule(config: ml_collections.ConfigDict) -> schedules.Schedule:
 
 def optimizer_factory(name: str) -> Callable[..., optax.GradientTransformation]:
   """The optax factory called ``name`` (``adamw``, ``sgd``, ``lion``,
-  ``contrib.schedule_free_adamw``, ...)."""
+  ``contrib.schedule_free_adamw``, ...), or a hypergradient optimizer of
+  ``wsd_jax.adaptive`` (``sgd_hd``, ``adam_hd``)."""
+  if name in hypergradient.OPTIMIZERS:
+    return hypergradient.OPTIMIZERS[name]
   factory = optax
   for part in str(name).split("."):
     factory = getattr(factory, part, None)
   if factory is None or not callable(factory) or isinstance(factory, type):
     raise ValueError(f"config.optimizer.name={name!r} is not an optax "
                      "optimizer (e.g. adamw, sgd, lion, nadamw, adafactor, "
-                     "contrib.schedule_free_adamw)")
+                     "contrib.schedule_free_adamw, sgd_hd, adam_hd)")
   return factory
 
 
 def optimizer_kwargs(opt_config) -> Resolved:
   """``config.optimizer`` resolved against its optax factory's signature:
   unset (None) keys are dropped, set keys the factory does not take (e.g.
-  ``b1`` for ``sgd``) are dropped with one warning naming them."""
+  ``b1`` for ``sgd``) are dropped with one warning naming them.
+
+  A hypergradient optimizer (``sgd_hd``, ``adam_hd``) takes
+  ``learning_rate``, its initial LR, which the schedule multiplies (a
+  ``constant`` schedule of value 1 is pure HD); any other takes its LR from
+  the schedule only."""
   values = _plain(opt_config)
   name = values.pop("name", None)
-  accepted = _accepted(optimizer_factory(name), exclude=("learning_rate",))
-  if "learning_rate" in values:
+  adaptive = name in hypergradient.OPTIMIZERS
+  accepted = _accepted(optimizer_factory(name), exclude=(
+      (hypergradient.SCALE,) if adaptive else ("learning_rate",)))
+  if adaptive and values.get("learning_rate") is None:
+    raise ValueError(f"config.optimizer.learning_rate: {name} needs its "
+                     "initial LR (the schedule multiplies it; "
+                     "config.schedule.name=constant, value=1.0 is pure HD)")
+  if not adaptive and values.get("learning_rate") is not None:
     raise ValueError("config.optimizer.learning_rate: the LR is the "
                      "schedule's; set config.schedule.peak_value")
   return _split("config.optimizer", name, values, accepted)

@@ -8,9 +8,34 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from wsd_jax.train import sharding
 from wsd_jax.train.step import eval_step
+
+
+def _schedule_free_state(opt_state):
+  inner = getattr(opt_state, "inner_state", opt_state)
+  return inner if isinstance(inner, optax.contrib.ScheduleFreeState) else None
+
+
+def eval_params(state):
+  """The parameters a train state is evaluated (and compared, fitted and
+  branched) at: for a schedule-free optimizer (``optax.contrib.
+  schedule_free*``) its average ``x`` (``optax.contrib.
+  schedule_free_eval_params``), otherwise ``state.params``. Pure."""
+  if (sf := _schedule_free_state(state.opt_state)) is not None:
+    return optax.contrib.schedule_free_eval_params(sf, state.params)
+  return state.params
+
+
+def eval_params_fn(state, vmapped: bool = False) -> Callable:
+  """``state -> eval_params(state)``, jitted (vmapped over a population's
+  member axis) for a schedule-free state; plain ``state.params`` otherwise,
+  which compiles nothing."""
+  if _schedule_free_state(state.opt_state) is None:
+    return lambda s: s.params
+  return jax.jit(jax.vmap(eval_params) if vmapped else eval_params)
 
 
 def make_eval_fn(graphdef, token_groups: np.ndarray | None) -> Callable:

@@ -35,12 +35,14 @@ from absl import logging
 from wsd_jax import data as data_lib
 from wsd_jax import runs, schedules
 from wsd_jax.runs import lineage, rundir
+from wsd_jax.runs import run as run_lib
 from wsd_jax.runs.spec import RunSpec, Start
 from wsd_jax.train import config as config_lib
 from wsd_jax.train import metrics as metrics_lib
 from wsd_jax.train import population as population_lib
 from wsd_jax.train import sharding
-from wsd_jax.train.evaluation import accumulate, eval_row, make_eval_fn
+from wsd_jax.train.evaluation import (accumulate, eval_params_fn, eval_row,
+                                      make_eval_fn)
 from wsd_jax.train.setup import Setup, setup
 from wsd_jax.train.step import step_fn
 
@@ -146,6 +148,7 @@ class Single:
         in_shardings=(state_sh, self.batch_sh, None),
         out_shardings=(state_sh, None))
     self._eval = jax.jit(make_eval_fn(s.graphdef, s.token_groups))
+    self._eval_params = eval_params_fn(self.state)
     self._member = m
 
   def next_batches(self) -> list[dict]:
@@ -155,7 +158,7 @@ class Single:
     return sharding.global_batch(batches[0], self.batch_sh)
 
   def evaluate(self, state) -> list[dict]:
-    return [eval_row(*accumulate(self._eval, state.params,
+    return [eval_row(*accumulate(self._eval, self._eval_params(state),
                                  self._member.setup.eval_ds, self.mesh))]
 
   def save(self, state, steps: list[int], which: list[bool]) -> None:
@@ -196,6 +199,7 @@ class Population:
                         out_shardings=(state_sh, None))
     self._eval = jax.jit(jax.vmap(make_eval_fn(s.graphdef, s.token_groups),
                                   in_axes=(0, None)))
+    self._eval_params = eval_params_fn(self.state, vmapped=True)
 
   def next_batches(self) -> list[dict]:
     if self.shared_data:
@@ -207,7 +211,7 @@ class Population:
     return sharding.global_batch(batch, self.batch_sh)
 
   def evaluate(self, state) -> list[dict]:
-    sums, counts = accumulate(self._eval, state.params,
+    sums, counts = accumulate(self._eval, self._eval_params(state),
                               self.members[0].setup.eval_ds, self.mesh)
     return [eval_row(a, b) for a, b in zip(sums, counts)]
 
@@ -270,6 +274,38 @@ class _Signals:
       signal.signal(sig, old)
 
 
+class _PerStep:
+  """``per_step.jsonl`` of each run (``runs.run.PER_STEP``): the LR and the
+  gradient norms of every step, not only of log steps. The step's device
+  values are kept until the loop fetches metrics anyway (a log or checkpoint
+  step), so per-step logging adds no host sync; a resumed run rewrites the
+  rows after its checkpoint, as ``metrics.jsonl``."""
+
+  KEYS = ("lr", "grad_norm", "grad_l1")
+
+  def __init__(self, members: list[_Member]):
+    self._members, self._pending = members, []
+    self.logs = ([rundir.MetricsLog(m.workdir, m.step, name=run_lib.PER_STEP)
+                  for m in members] if jax.process_index() == 0 else [])
+
+  def add(self, done: int, metrics: dict) -> None:
+    self._pending.append((done, {k: metrics[k] for k in self.KEYS}))
+
+  def write(self, upto: int) -> None:
+    """Fetches and writes the steps ``<= upto`` (steps after it may still
+    run on the device)."""
+    ready = [p for p in self._pending if p[0] <= upto]
+    self._pending = self._pending[len(ready):]
+    if not ready or not self.logs:
+      return
+    values = jax.device_get([v for _, v in ready])
+    for i, (m, log) in enumerate(zip(self._members, self.logs)):
+      log.write([{"step": m.step + done,
+                  **{k: np.asarray(v[k]).reshape(-1)[i].item()
+                     for k in self.KEYS}}
+                 for (done, _), v in zip(ready, values)])
+
+
 def _check_finite(members, first_nonfinite, skip: bool) -> None:
   if skip:
     return
@@ -300,10 +336,12 @@ def _train(members: list[_Member]) -> list[dict]:
                sorted({m.step for m in members}))
   state, schedule = strategy.state, strategy.schedule
   clock, last_row = _Clock(), [0, 0.0]  # (done, train seconds) of last row
+  per_step = _PerStep(members)
 
   def flush(pending) -> None:
     done, metrics, extras = pending
     metrics = jax.device_get(metrics)
+    per_step.write(done)
     _check_finite(members, metrics["first_nonfinite"], t.skip_nonfinite)
     train_s = clock.now()
     step_s = (train_s - last_row[1]) / max(done - last_row[0], 1)
@@ -335,6 +373,7 @@ def _train(members: list[_Member]) -> list[dict]:
         state, metrics = strategy.step(state, strategy.device_batch(batches),
                                        schedule)
         done += 1
+        per_step.add(done, metrics)
         if pending is not None:  # the previous log step's metrics, now that
           flush(pending)         # the next step is already dispatched
           pending = None
@@ -362,7 +401,8 @@ def _train(members: list[_Member]) -> list[dict]:
             _check_finite(members, jax.device_get(state.first_nonfinite),
                           t.skip_nonfinite)
             strategy.save(state, at, saves)
-            for w in writers:
+            per_step.write(done)
+            for w in writers + per_step.logs:
               w.flush()
         if signals.received:
           name = signal.Signals(signals.received).name
@@ -373,10 +413,11 @@ def _train(members: list[_Member]) -> list[dict]:
           break
       if pending is not None:
         flush(pending)
+      per_step.write(done)
     finally:
       for m in members:
         m.ckpt.close()
-      for w in writers:
+      for w in writers + per_step.logs:
         w.close()
       progress.close()
   nonfinite = np.atleast_1d(jax.device_get(state.nonfinite))

@@ -36,8 +36,12 @@ def tokens_seen(state: TrainState) -> int:
 
 
 def create(params: Any, tx, seed: int) -> TrainState:
+  # Every optimizer-state leaf gets a buffer of its own: the step donates the
+  # state, and some optax states alias the params or a hyperparameter
+  # (schedule-free's ``z`` and ``b1``), which donation refuses.
+  opt_state = jax.tree.map(jnp.array, tx.init(params))
   return TrainState(
-      params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32),
+      params=params, opt_state=opt_state, step=jnp.zeros((), jnp.int32),
       tokens=jnp.zeros((2,), jnp.int32), rng=jax.random.PRNGKey(seed),
       nonfinite=jnp.zeros((), jnp.int32),
       first_nonfinite=jnp.full((), -1, jnp.int32))

@@ -5,6 +5,9 @@ schedule as an argument (a pytree), evaluates it at ``state.step`` and writes
 it into the ``inject_hyperparams`` state before the update. A sweep over
 schedule numbers therefore reuses one compiled step, and ``jax.vmap`` over a
 stacked schedule and stacked states trains a population in one program.
+A hypergradient optimizer (``wsd_jax.adaptive``: ``sgd_hd``, ``adam_hd``)
+gets the schedule as ``lr_scale``, a multiplier of the LR it adapts; the
+step's ``lr`` metric is always the LR the update used.
 
 Gradient accumulation (``config.train.grad_accum_steps = K``) splits the
 global batch into K equal microbatches inside the step and scans over them
@@ -25,6 +28,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from wsd_jax.adaptive import hypergradient
 from wsd_jax.train.state import TrainState, add_tokens
 
 
@@ -40,8 +44,12 @@ def make_optimizer(opt_config) -> optax.GradientTransformation:
   from wsd_jax.train import config as config_lib
   r = config_lib.optimizer_kwargs(opt_config)
   factory = config_lib.optimizer_factory(r.name)
+  # The schedule goes to ``learning_rate``, or to an adaptive optimizer's
+  # ``lr_scale`` (its ``learning_rate`` is the initial adapted LR).
+  key = (hypergradient.SCALE if r.name in hypergradient.OPTIMIZERS
+         else "learning_rate")
   try:
-    return optax.inject_hyperparams(factory)(learning_rate=0.0, **r.kwargs)
+    return optax.inject_hyperparams(factory)(**{key: 0.0}, **r.kwargs)
   except TypeError as e:
     raise ValueError(f"optimizer {r.name!r}: {e}") from None
 
@@ -134,14 +142,20 @@ def train_step(state: TrainState, batch: dict, schedule: Callable, *,
   """
   loss, grads = loss_and_grads(state.params, graphdef, batch, grad_accum_steps)
   grad_norm = optax.global_norm(grads)
+  grad_l1 = sum(jnp.abs(g).sum(dtype=jnp.float32)  # for Adam-type refinement
+                for g in jax.tree.leaves(grads))
   if grad_clip:
     scale = jnp.minimum(1.0, grad_clip / (grad_norm + 1e-12))
     grads = jax.tree.map(lambda g: g * scale.astype(g.dtype), grads)
   lr = schedule(state.step)
-  hyperparams = dict(state.opt_state.hyperparams, learning_rate=lr.astype(
-      state.opt_state.hyperparams["learning_rate"].dtype))
+  key = (hypergradient.SCALE if hypergradient.SCALE in
+         state.opt_state.hyperparams else "learning_rate")
+  hyperparams = dict(state.opt_state.hyperparams, **{key: lr.astype(
+      state.opt_state.hyperparams[key].dtype)})
   opt_state = state.opt_state._replace(hyperparams=hyperparams)
   updates, new_opt_state = tx.update(grads, opt_state, state.params)
+  if (applied := hypergradient.applied_lr(new_opt_state)) is not None:
+    lr = applied  # the scheduled LR times the adapted one: what was used
   new_params = optax.apply_updates(state.params, updates)
 
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -156,7 +170,8 @@ def train_step(state: TrainState, batch: dict, schedule: Callable, *,
       nonfinite=state.nonfinite + (~finite).astype(jnp.int32),
       first_nonfinite=jnp.where((~finite) & (state.first_nonfinite < 0),
                                 state.step + 1, state.first_nonfinite))
-  return state, {"loss": loss, "grad_norm": grad_norm, "lr": lr,
+  return state, {"loss": loss, "grad_norm": grad_norm, "grad_l1": grad_l1,
+                 "lr": lr,
                  "first_nonfinite": state.first_nonfinite,
                  "nonfinite": state.nonfinite}
 
