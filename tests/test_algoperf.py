@@ -244,8 +244,10 @@ def test_committed_targets_have_provenance():
     assert len(p["search_log"]) >= 64 and len(p["seed_bests"]) >= 10
     assert entry["target"] == pytest.approx(np.median(p["seed_bests"]))
     assert "jax" in p["versions"]
-  if "bigram" in t:
-    assert t["bigram"]["target"] > t["bigram"]["optimal_loss"]
+  for name in ("bigram", "bigram_quick"):
+    if name in t:  # near the known optimum (the fixed eval sample can put a
+      # converged model a little below the corpus's exact entropy)
+      assert abs(t[name]["target"] - t[name]["optimal_loss"]) < 0.05
 
 
 @pytest.mark.slow

@@ -204,7 +204,9 @@ def markdown(ws, targets, rows, table, verdicts, robust, info) -> str:
          "the training clock of the study's population (its trials train as "
          "one vmapped program and share it; compilation counts, evaluation "
          "and checkpointing do not); never compare them across devices. "
-         f"Wall time {info['wall_s']:.0f} s. Command: `{info['argv']}`\n",
+         f"Wall time of this invocation {info['wall_s']:.0f} s (finished "
+         "studies are reused, not retrained). Command: "
+         f"`{info['argv']}`\n",
          "## Scores\n",
          reports.markdown_table(
              ["submission", "score (steps)", "score (seconds)",
