@@ -5,13 +5,12 @@ the digits data and classifier, and the --quick pipeline end to end."""
 import math
 import os
 
-import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
 
+from wsd_jax import schedules
 from wsd_jax.studies.algoperf import benchmark, scoring, search
 from wsd_jax.studies.algoperf import submissions as subs_lib
 from wsd_jax.studies.algoperf import targets as targets_lib
@@ -199,7 +198,6 @@ def test_submissions_build_their_schedules():
   for sub in subs_lib.SUBMISSIONS.values():
     point = search.points(sub.search_space, 1, seed=0)[0]
     c = sub.build(point, w.config(), w.horizon, w.max_steps)
-    from wsd_jax import schedules
     sched = schedules.from_config(c.schedule.to_dict())
     lrs = np.asarray(sched(np.arange(w.max_steps)))
     assert np.isfinite(lrs).all() and lrs.max() <= point["learning_rate"] * (

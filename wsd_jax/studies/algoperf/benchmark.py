@@ -21,6 +21,7 @@ import zlib
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+from etils import epath
 
 from wsd_jax import runs
 from wsd_jax.runs import rundir
@@ -96,7 +97,6 @@ def _cell(v: Any) -> Any:
 
 def read_csv(path: str) -> dict[str, np.ndarray]:
   """A CSV written by :func:`write_csv` as float columns."""
-  from etils import epath
   rows = list(csv.reader(io.StringIO(epath.Path(path).read_text())))
   return {n: np.asarray([float(r[j]) for r in rows[1:]], np.float64)
           for j, n in enumerate(rows[0])}
