@@ -24,7 +24,7 @@ from wsd_jax.data import tfds_source
 from wsd_jax.data.bigram import BigramSpec
 from wsd_jax.data.pipeline import fingerprint
 
-KNOWN_DATASETS = ("bigram", "text", "bpe", "tfds", "digits")
+KNOWN_DATASETS = ("bigram", "text", "tfds", "bpe", "digits")
 SPLITS = ("train", "eval")
 _READERS = {"bigram": bigram.reader, "text": text.reader, "bpe": bpe.reader}
 _ENDLESS = 2**62  # Length of the id stream of a generated source.

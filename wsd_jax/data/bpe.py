@@ -262,17 +262,5 @@ def reader(data_config, split: str, seed: int) -> tuple[text.Windows, int]:
   """(read fn, number of windows) of a split of the token array."""
   del seed  # The split is deterministic; the pipeline shuffles.
   p = prepare(data_config)
-  tokens = p.tokens()
-  eval_fraction = float(data_config.get("eval_fraction", 0.05))
-  if not 0.0 <= eval_fraction < 1.0:
-    raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
-  num_eval = int(len(tokens) * eval_fraction)
-  cut = len(tokens) - num_eval
-  part = tokens[cut:] if split == "eval" else tokens[:cut]
-  windows = text.Windows(part, int(data_config.seq_len) + 1)
-  if len(windows) == 0:
-    raise ValueError(
-        f"the {split} part of the BPE corpus {p.corpus_path} has {len(part)} "
-        f"tokens, fewer than seq_len + 1 = {windows.length} (total "
-        f"{len(tokens)} tokens, eval_fraction {eval_fraction})")
-  return windows, len(windows)
+  return text.split_windows(p.tokens(), data_config, split,
+                            f"the BPE corpus {p.corpus_path}")

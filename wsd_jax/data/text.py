@@ -88,7 +88,7 @@ def _glob(pattern: str) -> list[str]:
 class Windows:
   """Random access to windows of `length` tokens with stride `length - 1`."""
 
-  tokens: np.ndarray  # uint8 bytes.
+  tokens: np.ndarray  # uint8 bytes, or token ids (a memory map)
   length: int
 
   def __len__(self) -> int:
@@ -99,20 +99,30 @@ class Windows:
     return self.tokens[starts + np.arange(self.length)].astype(np.int32)
 
 
+def split_windows(tokens: np.ndarray, data_config, split: str, what: str,
+                  unit: str = "tokens") -> tuple[Windows, int]:
+  """(windows, their number) of ``split`` of ``tokens``: the last
+  ``data_config.eval_fraction`` (default 0.05) for eval, the rest for train,
+  in windows of ``seq_len + 1``. ``what`` and ``unit`` name the source and
+  its tokens in errors."""
+  eval_fraction = float(data_config.get("eval_fraction", 0.05))
+  if not 0.0 <= eval_fraction < 1.0:
+    raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+  cut = len(tokens) - int(len(tokens) * eval_fraction)
+  part = tokens[cut:] if split == "eval" else tokens[:cut]
+  windows = Windows(part, int(data_config.seq_len) + 1)
+  if len(windows) == 0:
+    raise ValueError(
+        f"the {split} part of {what} has {len(part)} {unit}, fewer than "
+        f"seq_len + 1 = {windows.length} (total {len(tokens)} {unit}, "
+        f"eval_fraction {eval_fraction})")
+  return windows, len(windows)
+
+
 def reader(data_config, split: str, seed: int) -> tuple[Windows, int]:
   """(read fn, number of windows) of a split of the text files."""
   del seed  # The split is deterministic; the pipeline shuffles.
   files = resolve_paths(data_config.get("paths", None))
   data = b"".join(epath.Path(f).read_bytes() for f in files)
-  eval_fraction = float(data_config.get("eval_fraction", 0.05))
-  if not 0.0 <= eval_fraction < 1.0:
-    raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
-  num_eval = int(len(data) * eval_fraction)
-  part = data[len(data) - num_eval:] if split == "eval" else data[:len(data) - num_eval]
-  windows = Windows(np.frombuffer(part, dtype=np.uint8), int(data_config.seq_len) + 1)
-  if len(windows) == 0:
-    raise ValueError(
-        f"the {split} part of {files} has {len(part)} bytes, fewer than "
-        f"seq_len + 1 = {windows.length} (total {len(data)} bytes, "
-        f"eval_fraction {eval_fraction})")
-  return windows, len(windows)
+  return split_windows(np.frombuffer(data, dtype=np.uint8), data_config, split,
+                       str(files), "bytes")
