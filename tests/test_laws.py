@@ -15,6 +15,8 @@ from wsd_jax import laws
 from wsd_jax import schedules
 from wsd_jax.laws import fitting
 from wsd_jax.laws import report
+from wsd_jax.laws import solvers
+from wsd_jax.laws import uncertainty
 from wsd_jax.laws.multipower import MultiPowerLaw
 
 PEAK = 3e-4
@@ -426,3 +428,261 @@ def test_optimize_schedule_wsd_and_free():
   assert losses["free"] < losses["wsd"] + 1e-4
   with pytest.raises(ValueError, match="family"):
     laws.optimize_schedule(law, n, PEAK, "cosine")
+
+
+# ---- the step convention ---------------------------------------------------
+
+
+def test_step_convention_worked_example():
+  # curve.py's example: LR 1.0, dropped to 0.25 from step 3 on.
+  lrs = np.asarray(schedules.splice(schedules.constant(1.0), 3,
+                                    schedules.constant(0.25))(np.arange(6)),
+                   np.float64)
+  np.testing.assert_array_equal(lrs, [1, 1, 1, 0.25, 0.25, 0.25])
+  with jax.enable_x64(True):
+    s1, s2 = laws.annealing_areas(lrs, [3, 4], lam=0.5)
+  np.testing.assert_allclose(s1, [3.0, 3.25])
+  np.testing.assert_allclose(s2, [0.0, 0.75])  # m_4 = 0.75, whatever lam
+  law = MultiPowerLaw(LUO_25M)
+  flat = law.predict(np.ones(6), [3, 4])
+  pred = law.predict(lrs, [3, 4])
+  assert pred[0] == flat[0]  # step 3 has not seen the drop
+  p = LUO_25M
+  g = 1 - (p["C"] * 0.25**-p["gamma"] * 0.25 + 1)**-p["beta"]  # S_4(4) = 0.25
+  want = p["L0"] + p["A"] * 3.25**-p["alpha"] - p["B"] * 0.75 * g
+  assert pred[1] == pytest.approx(want, rel=1e-12)
+
+
+# ---- warmup from the run ---------------------------------------------------
+
+
+def test_from_run_infers_warmup_and_fit_uses_it(tmp_path):
+  main = schedules.wsd(PEAK, 400, 0, warmup_steps=40)
+  truth = laws.AnnealingLaw(ANNEALING_TRUTH, warmup_steps=40)
+  steps = np.arange(1, 401)
+  write_run(tmp_path / "main", "main", main, steps,
+            truth.predict(main(np.arange(401)), steps))
+  branch = schedules.branch(main, 300, 100)
+  write_run(tmp_path / "main" / "branches" / "d", "d", branch,
+            np.arange(301, 401),
+            truth.predict(branch(np.arange(401)), np.arange(301, 401)),
+            parent="../..", fork_step=300)
+  a = laws.Curve.from_run(tmp_path / "main")
+  b = laws.Curve.from_run(tmp_path / "main" / "branches" / "d")
+  assert (a.warmup_steps, b.warmup_steps) == (40, 40)
+  assert b.observed_from(350).warmup_steps == 40
+  law = laws.AnnealingLaw.fit([a, b])
+  assert law.options["warmup_steps"] == 40
+  for k, v in ANNEALING_TRUTH.items():
+    assert law.params[k] == pytest.approx(v, rel=1e-3), k
+  # Given explicitly, the option wins; curves that disagree need it.
+  assert laws.AnnealingLaw.fit([a, b], warmup_steps=0).options[
+      "warmup_steps"] == 0
+  other = laws.Curve(a.lrs, a.steps, a.losses, name="other", warmup_steps=7)
+  with pytest.raises(ValueError, match=r"different warmups \(main: 40, "
+                     r"other: 7\); pass warmup_steps=N"):
+    laws.AnnealingLaw.fit([a, other])
+  with pytest.raises(ValueError, match="warmup_steps must be an integer"):
+    laws.Curve(a.lrs, a.steps, a.losses, warmup_steps=-1)
+
+
+# ---- fitting variants ------------------------------------------------------
+
+
+def short_mpl_fit_set(seed=0, n=1200, noise=1e-3):
+  """Luo et al.'s fit set (constant, cosine, two-stage) of ``n`` steps."""
+  truth = MultiPowerLaw(LUO_25M)
+  rng = np.random.default_rng(seed)
+  i = np.arange(n + 1)
+  steps = np.arange(20, n + 1, 20)
+  cosine = np.asarray(schedules.cosine(PEAK, n, final_value=PEAK / 10)(i),
+                      np.float64)
+  return [noisy_curve(truth, lrs, steps, rng, noise) for lrs in (
+      np.full(n + 1, PEAK), cosine, np.where(i < 2 * n // 3, PEAK, PEAK / 10))]
+
+
+def test_prior_pulls_toward_its_reference():
+  curves = short_mpl_fit_set()
+  law = MultiPowerLaw.fit(curves, prior_weight=1e6)
+  for k, v in MultiPowerLaw.prior.items():
+    assert law.params[k] == pytest.approx(v, rel=1e-3), k
+  free = MultiPowerLaw.fit(curves)
+  assert free.fit_info["prior_weight"] == 0.0
+  # The pinned fit costs objective (the penalty is in it).
+  assert law.fit_info["objective"] > free.fit_info["objective"]
+  with pytest.raises(ValueError, match="AnnealingLaw has no prior"):
+    laws.AnnealingLaw.fit(curves, prior_weight=0.1)
+  with pytest.raises(ValueError, match="need select='tail'"):
+    MultiPowerLaw.fit(curves, prior_weight=(0.0, 1.0))
+
+
+def test_tail_selection_equals_fitting_the_heads():
+  # Weight 0 on the tails is the same objective as truncated curves, so the
+  # candidate's tail error is that of a fit of the heads scored on the tails.
+  truth = laws.AnnealingLaw(ANNEALING_TRUTH)
+  rng = np.random.default_rng(0)
+  steps = np.arange(10, 1001, 10)
+  wsd = np.asarray(schedules.wsd(PEAK, 1000, 500)(np.arange(1001)), np.float64)
+  curves = [noisy_curve(truth, np.full(1001, PEAK), steps, rng, 1e-3),
+            noisy_curve(truth, wsd, steps, rng, 1e-3)]
+  law = laws.AnnealingLaw.fit(curves, select="tail", tail_fraction=0.3,
+                              num_starts=1)
+  (cand,) = law.fit_info["selection"]
+  head, tail = fitting.tail_weights(curves, 0.3)
+  cut = [c.steps[h.astype(bool)][-1] for c, h in zip(curves, head)]
+  assert cut == [700, 700]  # the last step <= 10 + 0.7 * (1000 - 10) = 703
+  heads = [c.observed_until(s) for c, s in zip(curves, cut)]
+  on_heads = laws.AnnealingLaw.fit(heads, num_starts=1)
+  errs = [np.mean(np.abs(on_heads.predict(c.lrs, c.steps[t > 0]) /
+                         c.losses[t > 0] - 1)) for c, t in zip(curves, tail)]
+  assert cand["tail_rel_err"] == pytest.approx(np.mean(errs), rel=1e-4)
+
+
+def test_tail_selection_needs_a_decrease_in_the_heads():
+  # A 20% WSD decay lies wholly in the last 30%: the heads cannot identify C.
+  curves = constant_and_wsd(laws.AnnealingLaw(ANNEALING_TRUTH), 1000)
+  with pytest.raises(ValueError, match="no LR decrease before the tails"):
+    laws.AnnealingLaw.fit(curves, select="tail", tail_fraction=0.3)
+
+
+def test_tail_selection_picks_the_lowest_tail_error():
+  curves = short_mpl_fit_set()
+  law = MultiPowerLaw.fit(curves, prior_weight=(0.0, 0.1, 10.0),
+                          select="tail")
+  cands = law.fit_info["selection"]
+  assert len(cands) == 3 * MultiPowerLaw.n_refine
+  best = min(cands, key=lambda c: c["tail_rel_err"])
+  assert law.fit_info["prior_weight"] == best["prior_weight"]
+
+
+def test_early_stopping_stops_where_chosen_and_does_not_warn():
+  curves = short_mpl_fit_set()
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", fitting.FitWarning)
+    law = MultiPowerLaw.fit(curves, select="tail", early_stopping=True)
+  info = law.fit_info
+  best = min(info["selection"], key=lambda c: c["tail_rel_err"])
+  assert info["early_stopped"] and info["nit"] == best["iterations"]
+  assert 1 <= best["iterations"] <= best["head_nit"]
+  with pytest.raises(ValueError, match="early_stopping needs select='tail'"):
+    MultiPowerLaw.fit(curves, early_stopping=True)
+
+
+def test_adamw_is_torch_adamw_from_the_surrogate_start():
+  curves = short_mpl_fit_set(n=600)
+  options = dict(MultiPowerLaw.default_options)
+  with jax.enable_x64(True):
+    problem = fitting._problem(MultiPowerLaw, curves, options)
+    starts = MultiPowerLaw._starts(problem.terms, curves, problem.bounds)
+    x0 = MultiPowerLaw._paper_start(curves, options, starts)
+    data = problem.data()
+    mask = np.array([k in ("alpha", "beta", "gamma")
+                     for k in MultiPowerLaw.param_names])
+    res = solvers.adamw(problem, x0, data, mask, steps=15, patience=1000)
+    # torch.optim.AdamW, step by step (lr 5e-2 / 5e-3, wd 1e-2).
+    lr = np.where(mask, 5e-3, 5e-2)
+    x, m, v = x0.copy(), np.zeros(7), np.zeros(7)
+    best = (np.inf, None)
+    for t in range(1, 16):
+      f, g = problem.value_and_grad(x, data, natural=True)
+      if f < best[0]:
+        best = (f, x.copy())
+      m = 0.9 * m + 0.1 * g
+      v = 0.999 * v + 0.001 * g**2
+      x = x * (1 - lr * 1e-2) - lr * (m / (1 - 0.9**t)) / (
+          np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+  np.testing.assert_allclose(res.x, best[1], rtol=1e-9)
+  assert res.fun == pytest.approx(best[0], rel=1e-12)
+  assert res.nit == 15 and not res.success  # the step limit
+
+
+def test_paper_start_recovers_the_surrogate():
+  # Data from Luo et al.'s surrogate L0 + A S1^-alpha - B (peak - eta).
+  n, truth = 3000, (2.0, 0.6, 0.5, 200.0)
+  i = np.arange(n + 1)
+  steps = np.arange(30, n + 1, 30)
+  curves = []
+  for lrs in (np.full(n + 1, PEAK),
+              np.asarray(schedules.cosine(PEAK, n, final_value=PEAK / 10)(i),
+                         np.float64)):
+    s1 = np.cumsum(lrs)[steps - 1]
+    loss = (truth[0] + truth[1] * s1**-truth[2]
+            - truth[3] * (PEAK - lrs[steps - 1]))
+    curves.append(laws.Curve(lrs, steps, loss))
+  start = MultiPowerLaw._paper_start(curves, MultiPowerLaw.default_options,
+                                     None)
+  np.testing.assert_allclose(start[:3], truth[:3], rtol=1e-2)
+  # B is poorly scaled for L-BFGS-B's stopping rule (as in their code): it
+  # stays within their grid, [100, 1000] x 3e-4 / peak.
+  assert 100 <= start[3] <= 1000
+  np.testing.assert_array_equal(start[4:], [1.0, 0.5, 0.5])
+
+
+def test_adamw_method_fits_and_reports():
+  curves = short_mpl_fit_set()
+  law = MultiPowerLaw.fit(curves, method="adamw", min_r2=0.99)
+  info = law.fit_info
+  assert info["method"] == "adamw" and 1 <= info["nit"] <= 200
+  assert info["success"] == ("no improvement" in info["message"] or
+                             "gradient" in info["message"])
+  with pytest.raises(ValueError, match="takes no prior"):
+    MultiPowerLaw.fit(curves, method="adamw", prior_weight=0.1)
+
+
+# ---- bootstrap bands -------------------------------------------------------
+
+
+def test_bootstrap_weights():
+  rng = np.random.default_rng(0)
+  blocks = uncertainty.bootstrap_weights([50, 7], "blocks", rng)
+  assert [len(w) for w in blocks] == [50, 7]
+  assert [w.sum() for w in blocks] == [4 * 13, 2 * 4]  # ceil(n/b) blocks of b
+  assert all(np.all(w == np.round(w)) and w.min() >= 0 for w in blocks)
+  curves = uncertainty.bootstrap_weights([50, 7, 9], "curves", rng)
+  counts = [w[0] for w in curves]
+  assert sum(counts) == 3 and all(np.all(w == w[0]) for w in curves)
+  with pytest.raises(ValueError, match="bootstrap kind"):
+    uncertainty.bootstrap_weights([5], "points", rng)
+
+
+def test_band_quantiles_and_coverage():
+  replicates = np.linspace(1.0, 2.0, 101)[:, None] * np.ones((1, 3))
+  lower, upper = uncertainty.band(replicates, None, 0.9)
+  np.testing.assert_allclose(lower, 1.05)
+  np.testing.assert_allclose(upper, 1.95)
+  assert uncertainty.coverage(np.array([1.0, 1.5, 1.96]), lower, upper) == (
+      pytest.approx(1 / 3))
+  wide_lo, wide_hi = uncertainty.band(replicates, np.array([-0.1, 0.1]), 0.9)
+  assert np.all(wide_lo < lower) and np.all(wide_hi > upper)
+
+
+def test_prediction_band_covers_fresh_noisy_points():
+  # The law is exact and the noise iid: a 90% band for observed points must
+  # hold about 90% of a fresh draw of the same curves.
+  truth = laws.AnnealingLaw(ANNEALING_TRUTH)
+  curves = constant_and_wsd(truth, 1000, seed=0, noise=2e-3)
+  law = laws.AnnealingLaw.fit(curves, bootstrap=48, seed=1)
+  assert law.fit_info["bootstrap"]["fitted"] == 48
+  assert len(law.ensemble) == 48 and law.residuals.shape == (200,)
+  fresh = constant_and_wsd(truth, 1000, seed=5, noise=2e-3)
+  inside = []
+  for c in fresh:
+    band = law.predict(c.lrs, c.steps, return_interval=True, level=0.9)
+    assert np.all(band.lower <= band.loss) and np.all(band.loss <= band.upper)
+    np.testing.assert_allclose(band.loss, law.predict(c.lrs, c.steps))
+    inside.append((c.losses >= band.lower) & (c.losses <= band.upper))
+    curve_only = law.predict(c.lrs, c.steps, return_interval=True,
+                             noise=False)
+    assert np.mean(curve_only.upper - curve_only.lower) < 0.5 * np.mean(
+        band.upper - band.lower)
+  assert 0.8 <= np.mean(inside) <= 0.98
+  with pytest.raises(ValueError, match="bootstrap=N"):
+    truth.predict(c.lrs, return_interval=True)
+
+
+def test_curve_bootstrap_skips_resamples_without_a_decrease():
+  curves = short_mpl_fit_set(n=600)
+  law = MultiPowerLaw.fit(curves, bootstrap=12, bootstrap_kind="curves")
+  info = law.fit_info["bootstrap"]
+  assert info["fitted"] + info["failed"] == 12 and info["fitted"] >= 2
+  assert len(law.ensemble) == info["fitted"]

@@ -76,6 +76,7 @@ class AnnealingLaw(Law):
   default_options = {"lam": 0.999, "warmup_steps": 0,
                      "count_warmup_at_peak": True}
   law_name = "LR-annealing law"
+  exponent_names = ("alpha",)
   decay_params = ("C",)  # S2 = 0 without an LR decrease: C is then free
 
   @classmethod

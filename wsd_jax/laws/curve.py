@@ -5,12 +5,28 @@ step ``s`` is measured after ``s`` optimizer updates, the ``i``-th of which
 (1-based) used ``lrs[i - 1] = schedule(i - 1)``. So the loss at step ``s``
 depends on ``lrs[0], ..., lrs[s - 1]``; in the papers' 1-based notation
 ``eta_tau = lrs[tau - 1]`` for ``tau = 1..s``.
+
+Worked example: a two-stage run at LR 1.0 that drops to 0.25 from step 3
+on, ``lrs = schedule(arange(6)) = [1, 1, 1, 0.25, 0.25, 0.25]``.
+
+* The loss at step 3 has seen ``lrs[:3] = [1, 1, 1]``: ``S1 = 3``, no drop
+  yet, so every law predicts it as if the LR had stayed at 1.
+* The loss at step 4 has seen ``[1, 1, 1, 0.25]``: ``S1 = 3.25`` and one
+  drop of 0.75, ``eta_4 = lrs[3] = 0.25`` (in ``S2`` of the annealing law,
+  ``m_4 = 0.75``; in the multi-power law, the drop ``eta_3 - eta_4`` at
+  ``k = 4`` with ``S_4(4) = 0.25``).
+* A metrics row logged at step 4 carries ``lr = schedule(3) = 0.25``, the LR
+  of the update that produced it.
+
+``tests/test_laws.py::test_step_convention_worked_example`` checks these
+numbers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +44,8 @@ class Curve:
     losses: ``losses[j]`` is the (positive, finite) loss at ``steps[j]``.
     name: a label for tables and plots (the run name for ``from_run``).
     schedule_name: the schedule's registry name, when known.
+    warmup_steps: the length of the run's warmup (``from_run`` reads it from
+      the schedule); the laws' ``fit`` uses it unless told otherwise.
   """
 
   lrs: np.ndarray
@@ -35,6 +53,7 @@ class Curve:
   losses: np.ndarray
   name: str = ""
   schedule_name: str = ""
+  warmup_steps: int = 0
 
   def __post_init__(self):
     lrs = np.asarray(self.lrs, dtype=np.float64)
@@ -62,6 +81,10 @@ class Curve:
       raise ValueError(
           f"losses must be positive and finite; losses[{j}]={losses[j]} "
           f"at step {steps[j]}")
+    if int(self.warmup_steps) != self.warmup_steps or self.warmup_steps < 0:
+      raise ValueError(f"warmup_steps must be an integer >= 0; got "
+                       f"{self.warmup_steps}")
+    object.__setattr__(self, "warmup_steps", int(self.warmup_steps))
     object.__setattr__(self, "lrs", lrs)
     object.__setattr__(self, "steps", steps)
     object.__setattr__(self, "losses", losses)
@@ -86,14 +109,16 @@ class Curve:
         ``observed_from``).
 
     Returns:
-      The curve, named after ``run.json``'s ``name``.
+      The curve, named after ``run.json``'s ``name``, with the warmup of its
+      schedule (``schedule_warmup``).
     """
     run = runs.Run(os.fspath(workdir))
     steps, losses = run.column(metric)
     if not steps.size:
       raise ValueError(f"no {metric!r} values in {workdir}/metrics.jsonl")
     curve = cls(run.lrs(int(steps[-1]) + 1), steps, losses, name=run.name,
-                schedule_name=str(run.lineage["schedule"].get("name", "")))
+                schedule_name=str(run.lineage["schedule"].get("name", "")),
+                warmup_steps=schedule_warmup(run.schedule))
     return curve.observed_from(min_step) if min_step else curve
 
   def observed_from(self, min_step: int) -> Curve:
@@ -106,7 +131,28 @@ class Curve:
     if not keep.any():
       keep[-1] = True
     return Curve(self.lrs, self.steps[keep], self.losses[keep],
-                 name=self.name, schedule_name=self.schedule_name)
+                 name=self.name, schedule_name=self.schedule_name,
+                 warmup_steps=self.warmup_steps)
+
+  def observed_until(self, max_step: int) -> Curve:
+    """This curve observed at steps ``<= max_step`` only (LRs cut after)."""
+    keep = self.steps <= max_step
+    if not keep.any():
+      raise ValueError(f"{self.name or 'the curve'} has no observation at or "
+                       f"before step {max_step}")
+    last = int(self.steps[keep][-1])
+    return Curve(self.lrs[:last + 1], self.steps[keep], self.losses[keep],
+                 name=self.name, schedule_name=self.schedule_name,
+                 warmup_steps=self.warmup_steps)
+
+
+def schedule_warmup(schedule: Any) -> int:
+  """The warmup length of a schedule: its ``warmup_steps``, that of the run
+  a branch or splice starts from, 0 for a schedule without warmup."""
+  for attr in ("base", "first"):  # Branch, Splice: the warmup comes first
+    if hasattr(schedule, attr):
+      return schedule_warmup(getattr(schedule, attr))
+  return int(getattr(schedule, "warmup_steps", 0) or 0)
 
 
 def validate_lrs(lrs: np.ndarray, steps: np.ndarray) -> None:
