@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from etils import epath
 
+from wsd_jax.laws import uncertainty
 from wsd_jax.laws.annealing import AnnealingLaw
 from wsd_jax.laws.curve import Curve
 from wsd_jax.laws.fitting import Law
@@ -39,13 +40,22 @@ class FitReport(NamedTuple):
   paths: dict[str, str]           # "markdown", "json", "png" -> file written
 
 
-def score_table(law: Law, fitted: Sequence[Curve], predicted: Sequence[Curve]
-                ) -> list[dict[str, Any]]:
-  """One row per curve: role (fit/predict), run, schedule and ``law.score``."""
-  return [{"role": role, "run": c.name, "schedule": c.schedule_name,
-           **law.score(c)}
-          for role, curves in (("fit", fitted), ("predict", predicted))
-          for c in curves]
+def score_table(law: Law, fitted: Sequence[Curve], predicted: Sequence[Curve],
+                level: float | None = None) -> list[dict[str, Any]]:
+  """One row per curve: role (fit/predict), run, schedule and ``law.score``;
+  with ``level`` (a law fitted with bootstrap refits) also ``coverage``, the
+  share of the curve's observed points inside the ``level`` band."""
+  rows = []
+  for role, curves in (("fit", fitted), ("predict", predicted)):
+    for c in curves:
+      row = {"role": role, "run": c.name, "schedule": c.schedule_name,
+             **law.score(c)}
+      if level is not None:
+        band = law.predict(c.lrs, c.steps, return_interval=True, level=level)
+        row["coverage"] = uncertainty.coverage(c.losses, band.lower,
+                                               band.upper)
+      rows.append(row)
+  return rows
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -77,6 +87,7 @@ def markdown_table(rows: Sequence[dict[str, Any]],
            "|" + "---|" * len(columns)]
   for row in rows:
     cells = [f"{row[k]:.4%}" if k.endswith("rel_err") else
+             f"{row[k]:.0%}" if k == "coverage" else
              f"{row[k]:.6f}" if k.endswith("r2") else str(row[k])
              for k in columns]
     lines.append("| " + " | ".join(cells) + " |")
@@ -94,8 +105,12 @@ def loss_limits(losses: Sequence[np.ndarray], margin: float = 0.05
 
 def plot_predictions(law: Law, fitted: Sequence[Curve],
                      predicted: Sequence[Curve], path: str,
-                     num_points: int = 400) -> dict[str, tuple[float, float]]:
+                     num_points: int = 400, level: float = 0.9
+                     ) -> dict[str, tuple[float, float]]:
   """Observed (dots) vs predicted (lines) losses, and relative errors; a PNG.
+
+  A law fitted with bootstrap refits (``law.ensemble``) is drawn with its
+  ``level`` prediction band (shaded).
 
   Each curve's prediction is drawn over its observed steps only (at up to
   ``num_points`` steps plus the observed ones); the loss axis spans the
@@ -121,7 +136,13 @@ def plot_predictions(law: Law, fitted: Sequence[Curve],
   for i, (c, color) in enumerate(zip(curves, colors)):
     grid = np.unique(np.r_[np.linspace(c.steps[0], c.steps[-1], num_points)
                            .round().astype(np.int64), c.steps])
-    pred = law.predict(c.lrs, grid)
+    if law.ensemble:
+      band = law.predict(c.lrs, grid, return_interval=True, level=level)
+      pred = band.loss
+      top.fill_between(grid, band.lower, band.upper, color=color, alpha=0.15,
+                       lw=0)
+    else:
+      pred = law.predict(c.lrs, grid)
     at_obs = pred[np.searchsorted(grid, c.steps)]
     name = c.name or f"curve {i}"
     top.plot(c.steps, c.losses, ".", color=color, ms=3, alpha=0.6)
@@ -133,7 +154,8 @@ def plot_predictions(law: Law, fitted: Sequence[Curve],
                max(int(c.steps[-1]) for c in curves))
   top.set_ylim(*loss_limits([c.losses for c in curves]))
   top.set_ylabel("loss")
-  top.set_title(f"{type(law).__name__}: observed (dots) vs predicted (lines)")
+  top.set_title(f"{type(law).__name__}: observed (dots) vs predicted (lines)"
+                + (f", {level:.0%} band" if law.ensemble else ""))
   top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=ncol,
              fontsize=7, frameon=False)
   bottom.axhline(0, color="k", lw=0.5)
@@ -162,15 +184,19 @@ def _inside(path: str, run: str) -> bool:
 
 def fit_and_report(fit_dirs: Sequence[str], predict_dirs: Sequence[str] = (),
                    law: str = "annealing", out: str | None = None,
-                   metric: str = "eval_loss", min_step: int = 0) -> FitReport:
+                   metric: str = "eval_loss", min_step: int = 0, *,
+                   level: float = 0.9, **fit_options: Any) -> FitReport:
   """Fits ``law`` on ``fit_dirs``, scores every run, writes the outputs.
 
-  Only losses at steps ``>= min_step`` are fitted and scored. Writes
-  ``fit_law_{law}.md`` (the per-run table and the summary),
-  ``fit_law_{law}.json`` (rows, summary, fitted params and ``fit_info``) and
-  ``fit_law_{law}.png`` (``plot_predictions``) into ``out``; by default
-  ``default_out(law)``, which must not lie inside an input run (runs are
-  only read).
+  Only losses at steps ``>= min_step`` are fitted and scored (the fit start
+  step). ``fit_options`` go to ``Law.fit`` (law options such as
+  ``warmup_steps``, by default the runs' own, or ``lam``; the fitting
+  method; ``bootstrap=N`` for a ``level`` band, whose coverage of each run's
+  points is then a column). Writes ``fit_law_{law}.md`` (the per-run table
+  and the summary), ``fit_law_{law}.json`` (rows, summary, fitted params and
+  ``fit_info``) and ``fit_law_{law}.png`` (``plot_predictions``) into
+  ``out``; by default ``default_out(law)``, which must not lie inside an
+  input run (runs are only read).
   """
   if law not in LAWS:
     raise ValueError(f"law must be one of {sorted(LAWS)}; got {law!r}")
@@ -183,21 +209,28 @@ def fit_and_report(fit_dirs: Sequence[str], predict_dirs: Sequence[str] = (),
                        f"{runs[0]}; runs are only read: pass --out")
   fitted = [Curve.from_run(d, metric, min_step) for d in fit_dirs]
   predicted = [Curve.from_run(d, metric, min_step) for d in predict_dirs]
-  fitted_law = LAWS[law].fit(fitted)
-  rows = score_table(fitted_law, fitted, predicted)
+  fitted_law = LAWS[law].fit(fitted, **fit_options)
+  banded = level if fitted_law.ensemble else None
+  rows = score_table(fitted_law, fitted, predicted, banded)
   summary = summarize(rows)
+  columns = COLUMNS + (("coverage",) if banded else ())
   stem = epath.Path(out) / f"fit_law_{law}"
   paths = {k: os.fspath(stem) + ext
            for k, ext in (("markdown", ".md"), ("json", ".json"),
                           ("png", ".png"))}
   epath.Path(out).mkdir(parents=True, exist_ok=True)
   epath.Path(paths["markdown"]).write_text(
-      markdown_table(rows) + "\n" + markdown_table(summary, SUMMARY_COLUMNS)
-      + "\n" + SUMMARY_NOTE + "\n")
+      markdown_table(rows, columns) + "\n"
+      + markdown_table(summary, SUMMARY_COLUMNS) + "\n" + SUMMARY_NOTE + "\n")
   epath.Path(paths["json"]).write_text(json.dumps(
-      {"law": law, "params": fitted_law.params,
+      {"law": law, "params": fitted_law.params, "options": fitted_law.options,
        "fit_r2": fitted_law.fit_info["r2"], "fit_info": fitted_law.fit_info,
-       "metric": metric, "min_step": min_step, "rows": rows,
-       "summary": summary}, indent=2))
-  plot_predictions(fitted_law, fitted, predicted, paths["png"])
+       "metric": metric, "min_step": min_step, "level": banded, "rows": rows,
+       "summary": summary}, indent=2, default=_plain))
+  plot_predictions(fitted_law, fitted, predicted, paths["png"], level=level)
   return FitReport(fitted_law, rows, summary, paths)
+
+
+def _plain(x: Any) -> Any:
+  """JSON for NumPy scalars and arrays in ``fit_info``."""
+  return x.tolist() if hasattr(x, "tolist") else str(x)
