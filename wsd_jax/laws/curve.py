@@ -100,7 +100,9 @@ class Curve:
     Reads through ``wsd_jax.runs.Run``: rows without ``metric`` are
     skipped, a resumed run's repeated steps keep their last row, and the LRs
     are rebuilt from ``run.json``'s effective schedule (a branch's includes
-    its parent's prefix, a WSD-S run's its decays).
+    its parent's prefix, a WSD-S run's its decays), or, when the run's LR
+    was not a fixed schedule (an adaptive optimizer), are the LRs it logged
+    at every step (``per_step.jsonl``).
 
     Args:
       workdir: the run directory.
@@ -116,7 +118,7 @@ class Curve:
     steps, losses = run.column(metric)
     if not steps.size:
       raise ValueError(f"no {metric!r} values in {workdir}/metrics.jsonl")
-    curve = cls(run.lrs(int(steps[-1]) + 1), steps, losses, name=run.name,
+    curve = cls(_lrs(run, int(steps[-1]) + 1), steps, losses, name=run.name,
                 schedule_name=str(run.lineage["schedule"].get("name", "")),
                 warmup_steps=schedule_warmup(run.schedule))
     return curve.observed_from(min_step) if min_step else curve
@@ -144,6 +146,24 @@ class Curve:
     return Curve(self.lrs[:last + 1], self.steps[keep], self.losses[keep],
                  name=self.name, schedule_name=self.schedule_name,
                  warmup_steps=self.warmup_steps)
+
+
+def _lrs(run: runs.Run, n: int) -> np.ndarray:
+  """The LRs of a run's first ``n`` updates: its schedule's, unless the LR
+  it logged at every step (``Run.per_step``) differs, as an adaptive
+  optimizer's (hypergradient) does; then the logged ones."""
+  lrs = run.lrs(n)
+  try:
+    logged = run.per_step("lr")
+  except ValueError:  # a run from before per-step logging
+    return lrs
+  m = min(len(logged), n)
+  if len(logged) < n - 1 or np.allclose(logged[:m], lrs[:m], rtol=1e-5,
+                                        atol=1e-12):
+    return lrs
+  # The loss at step s depends on lrs[:s] only: lrs[n - 1], the LR of an
+  # update not (yet) done, repeats the last logged one.
+  return np.append(logged, logged[-1:])[:n]
 
 
 def schedule_warmup(schedule: Any) -> int:
