@@ -158,7 +158,6 @@ def test_batches_are_deterministic_resumable_and_split(corpus_file, tmp_path):
       eval_c, "eval", seed=0)] == [(2, 16)] * 2
 
 
-@pytest.mark.slow
 def test_gpt_nano_trains_on_bpe_tokens(corpus_file, tmp_path):
   c = gpt_config.get_config("size=nano,data=bpe")
   c.data.update(corpus="files", paths=corpus_file, vocab_size=VOCAB,
