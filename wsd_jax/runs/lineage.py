@@ -21,12 +21,14 @@ from wsd_jax import schedules
 from wsd_jax.runs import rundir
 
 # Config keys that may change when a run resumes without being asked for:
-# how long to train and the bookkeeping, none of which changes the updates.
-# ``mesh`` too: a run may resume on another number of devices.
+# how long to train and the bookkeeping, none of which changes the updates
+# (gradient accumulation and rematerialisation give the same update, and a
+# run may resume on another number of devices: ``mesh``).
 RESUMABLE = ("train.steps", "train.log_every", "train.eval_every",
              "train.checkpoint_every", "train.keep_last", "train.keep_every",
              "train.keep_steps", "train.async_checkpoint", "train.progress",
-             "train.plots", "train.fingerprints", "mesh")
+             "train.plots", "train.fingerprints", "train.grad_accum_steps",
+             "model.remat", "data.eval_batch_size", "mesh")
 
 
 class ConfigChangedError(ValueError):
