@@ -3,7 +3,7 @@
     python -m experiments.fit_law --fit=runs/main,runs/main/branches/d20 \
         --predict=runs/cosine --law=multipower [--out=DIR] [--metric=eval_loss] \
         [--min_step=300] [--warmup_steps=N] [--count_warmup_at_peak] [--lam=0.999] \
-        [--prior_weight=0,0.01,0.1,1 --select=tail] [--bootstrap=64 --level=0.9]
+        [--extrapolate] [--bootstrap=64 --level=0.9]
 
 Prints the fitted law, its convergence, any warning about the fit, the table
 (run, schedule, mean/max relative error, R^2 and, with --bootstrap, the
@@ -22,6 +22,7 @@ import warnings
 from absl import flags
 
 from experiments import cli
+from wsd_jax import laws
 from wsd_jax.laws import fitting
 from wsd_jax.laws import report
 
@@ -53,6 +54,10 @@ _TAIL = flags.DEFINE_float("tail_fraction", 0.25,
                            "Share of each fit run held out by --select=tail.")
 _EARLY = flags.DEFINE_bool("early_stopping", False,
                            "Stop the fit where the tail error is lowest.")
+_EXTRAPOLATE = flags.DEFINE_bool(
+    "extrapolate", False, "Fit for predicting longer runs (laws.EXTRAPOLATE: "
+    "the prior weight chosen on held-out tails); --prior_weight, --select "
+    "and --tail_fraction given explicitly still win.")
 _BOOTSTRAP = flags.DEFINE_integer(
     "bootstrap", 0, "Bootstrap refits for a prediction band (0: none).",
     lower_bound=0)
@@ -73,6 +78,9 @@ def fit_options() -> dict:
     raise ValueError(f"--prior_weight={','.join(_PRIOR.value)}: give numbers, "
                      "e.g. --prior_weight=0,0.01,0.1,1") from None
   options["prior_weight"] = weights[0] if len(weights) == 1 else weights
+  if _EXTRAPOLATE.value:
+    options.update({k: v for k, v in laws.EXTRAPOLATE.items()
+                    if flags.FLAGS[k].using_default_value})
   for key, holder in (("warmup_steps", _WARMUP), ("lam", _LAM),
                       ("count_warmup_at_peak", _AT_PEAK)):
     if holder.value is not None:
@@ -96,7 +104,9 @@ def main(argv):
   print(f"fit: {info['method']}, {info['nit']} iterations, {info['nfev']} "
         f"evaluations, converged: {info['success']}"
         + (" (early stopping)" if info["early_stopped"] else "")
-        + f" ({info['message']}), R^2 {info['r2']:.5f}")
+        + f" ({info['message']}), R^2 {info['r2']:.5f}, prior weight "
+        f"{info['prior_weight']:g}"
+        + (" (chosen on the tails)" if info["select"] == "tail" else ""))
   for note in info["warnings"]:
     print(f"warning: {note}")
   print(report.markdown_table(result.rows, report.COLUMNS + (

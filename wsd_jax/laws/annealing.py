@@ -77,6 +77,9 @@ class AnnealingLaw(Law):
                      "count_warmup_at_peak": True}
   law_name = "LR-annealing law"
   exponent_names = ("alpha",)
+  # The multi-power law's alpha (Luo et al.: 0.43-0.51); Tissue et al. do not
+  # publish theirs.
+  prior = {"alpha": 0.5}
   decay_params = ("C",)  # S2 = 0 without an LR decrease: C is then free
 
   @classmethod

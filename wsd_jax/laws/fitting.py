@@ -65,6 +65,15 @@ from wsd_jax.laws.curve import Curve, validate_lrs
 from wsd_jax.laws.solvers import HUBER_DELTA, huber
 
 DECREASE_TOL = 1e-6  # a relative LR fall below this is not a decrease
+
+# Law.fit options for predicting runs longer than the fit runs: the prior
+# weight (and start) chosen by how well a fit of the first 40% of each fit
+# run's observed steps predicts the rest, a 2.5x extrapolation. Best of the
+# variants of the extrapolation protocol (docs/law_extrapolation.md); not the
+# default because it costs about 20 fits.
+EXTRAPOLATE: Mapping[str, Any] = {
+    "prior_weight": (0.0, 0.01, 0.1, 0.3, 1.0, 3.0, 10.0), "select": "tail",
+    "tail_fraction": 0.6}
 METHODS = ("lbfgs", "adamw")
 SELECTS = ("objective", "tail")
 DEFAULT_MAXITER = {"lbfgs": 3000, "adamw": solvers.ADAMW["steps"]}

@@ -31,8 +31,8 @@ bounded) from the best few grid points; Huber loss (delta 1e-3) on log
 residuals as in the paper. ``method="adamw"`` is Luo et al.'s own code
 instead: L-BFGS-B on a surrogate (``_paper_start``), then at most 200 AdamW
 steps on the natural parameters. The prior (``prior_weight``) pulls
-``C, beta, gamma`` toward the values Luo et al.'s code starts from (1, 0.5,
-0.5). ``B, C, beta, gamma`` describe the response to an LR decrease, so a
+``alpha`` toward 0.5 (Luo et al.'s fits: 0.43-0.51) and ``C, beta, gamma``
+toward the values their code starts from (1, 0.5, 0.5). ``B, C, beta, gamma`` describe the response to an LR decrease, so a
 fit on curves without one (a constant run alone) raises ``FitError``.
 """
 
@@ -71,7 +71,9 @@ class MultiPowerLaw(Law):
   law_name = "multi-power law"
   decay_params = ("B", "C", "beta", "gamma")  # LD = 0 without an LR decrease
   requires_decrease = True
-  prior = {"C": 1.0, "beta": 0.5, "gamma": 0.5}  # Luo et al.'s AdamW start
+  # Luo et al.'s published alpha (0.43-0.51 for 25M-400M) and their AdamW
+  # start for C, beta, gamma.
+  prior = {"alpha": 0.5, "C": 1.0, "beta": 0.5, "gamma": 0.5}
   exponent_names = ("alpha", "beta", "gamma")
 
   @classmethod
