@@ -14,6 +14,9 @@ import yaml
 
 from experiments import cli
 
+# Every case starts an app in a subprocess: slow lane.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 

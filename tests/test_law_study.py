@@ -12,6 +12,9 @@ from wsd_jax import runs
 from wsd_jax.studies import law_study
 from test_studies import assert_rerun_trains_nothing
 
+# The quick law study: slow lane.
+pytestmark = pytest.mark.slow
+
 HELD_OUT = {"wsd20_linear", "wsd_s", "wsd10_linear", "wsd10_1-sqrt",
             "wsd20_1-sqrt", "mid_branch"}
 

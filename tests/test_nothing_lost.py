@@ -81,6 +81,7 @@ def test_changed_model_config_is_refused_before_anything_is_touched(
       range(5, 55, 5))
 
 
+@pytest.mark.slow
 def test_changed_config_from_the_command_line_is_one_line(finished, tmp_path):
   workdir = copy(finished, tmp_path / "run")
   before = digest(workdir)
@@ -152,6 +153,7 @@ def test_a_torn_last_line_is_repaired_silently(finished, tmp_path, caplog):
   assert "damaged" not in caplog.text
 
 
+@pytest.mark.slow
 def test_damaged_or_newer_run_json_is_a_clear_error(finished, tmp_path):
   workdir = copy(finished, tmp_path / "run")
   run_json = workdir / rundir.RUN
@@ -192,6 +194,7 @@ def test_branch_rerun_after_wsd_s_resumes_and_overwrite_is_refused(tmp_path):
 # --- two trainers, signals ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_trainer_is_refused_naming_the_first(finished, tmp_path):
   workdir = copy(finished, tmp_path / "run")
   with runs.RunLock(str(workdir)):
@@ -206,6 +209,7 @@ def test_a_second_trainer_is_refused_naming_the_first(finished, tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_a_lock_left_by_a_killed_trainer_is_not_stale(tmp_path):
   workdir = tmp_path / "run"
   config = tiny(steps=100000, log_every=1, checkpoint_every=50)
@@ -242,6 +246,7 @@ def test_skipped_nonfinite_steps_are_counted_and_metrics_stay_json(
   assert f"skipped {summary['nonfinite_steps']} step(s)" in caplog.text
 
 
+@pytest.mark.slow
 def test_runs_app_reads_a_read_only_run_directory(finished, tmp_path):
   """The tree of a run on a read-only mount (an archive, a shared result)."""
   workdir = copy(finished, tmp_path / "ro" / "run")

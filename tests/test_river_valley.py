@@ -14,6 +14,9 @@ from wsd_jax.studies import river_valley_analysis as rva
 from wsd_jax.studies import river_valley_report as rvr
 from test_studies import assert_rerun_trains_nothing
 
+# The quick river-valley study: slow lane.
+pytestmark = pytest.mark.slow
+
 TABLES = ("wsd_vs_cosine", "groups", "river_hill", "valley", "equal_compute")
 
 

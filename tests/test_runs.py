@@ -21,6 +21,9 @@ from wsd_jax.runs import rundir
 from wsd_jax.train import load_state, train_and_evaluate
 from tiny import config_file, tiny_config
 
+# Kills, signals and branches in subprocesses and module fixtures: slow lane.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 PEAK = 0.05

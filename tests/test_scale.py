@@ -132,6 +132,7 @@ def with_mesh(config, **mesh) -> ml_collections.ConfigDict:
   return config
 
 
+@pytest.mark.slow
 def test_fsdp_matches_data_parallel_and_one_device(tmp_path):
   c = tiny("gpt", eval_every=10, checkpoint_every=10, steps=10)
   c.schedule.peak_value = 3e-3  # a stable GPT: rounding differences stay small
@@ -206,6 +207,7 @@ def run_processes(config, workdir, processes: int, devices_each: int):
   return outs
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_and_resume(tmp_path):
   """2 processes x 2 devices train 20 steps, stop, resume to 40 from their
   joint Orbax checkpoint, and give the losses of 1 process x 4 devices."""

@@ -207,6 +207,7 @@ def run_with_devices(config, workdir, devices):
                         text=True)
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one(tmp_path):
   c = tiny(log_every=1)
   one = run_with_devices(c, tmp_path / "one", 1)

@@ -11,6 +11,9 @@ from wsd_jax.studies import equal_compute as ec
 from wsd_jax.studies import wsd_s
 from test_studies import assert_rerun_trains_nothing
 
+# The quick WSD-S study: slow lane.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
