@@ -346,6 +346,12 @@ def test_second_fit_of_same_shapes_does_not_compile(cls, truth,
   law = cls.fit(constant_and_wsd(cls(truth), n, seed=1))
   assert backend_compiles == []
   assert law.fit_info["r2"] > 0.99
+  # Tail selection over prior weights and bootstrap refits reuse the same
+  # jitted objective (weights and prior are arguments).
+  law = cls.fit(constant_and_wsd(cls(truth), n, seed=2), bootstrap=3,
+                prior_weight=(0.0, 1.0), select="tail", tail_fraction=0.1)
+  assert backend_compiles == []
+  assert law.fit_info["bootstrap"]["fitted"] == 3
 
 
 # ---- report tables ---------------------------------------------------------
