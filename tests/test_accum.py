@@ -70,6 +70,7 @@ def test_microbatches_are_strided_and_checked():
     microbatches(batch, 3)
 
 
+@pytest.mark.slow
 def test_accumulated_steps_equal_the_unsplit_steps():
   schedule = schedules.wsd(3e-2, 20, 5, warmup_steps=1)
   results = {}
@@ -94,6 +95,7 @@ def test_accumulated_steps_equal_the_unsplit_steps():
   assert int(four.step) == 3 and state_lib.tokens_seen(four) == 3 * B * T
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shared_batch", [True, False])
 def test_accumulation_composes_with_vmap(shared_batch):
   """Two members (own seeds and peaks) vmapped as the Population strategy
@@ -120,6 +122,7 @@ def test_accumulation_composes_with_vmap(shared_batch):
   assert_trees_close(out[2][0].params, out[1][0].params)
 
 
+@pytest.mark.slow
 def test_runs_and_populations_train_the_same_with_accumulation(tmp_path):
   """The trainer end to end: a run and a 2-member population (Single and
   Population strategies) with K=4 log the metrics of K=1."""

@@ -18,6 +18,7 @@ def test_federation_is_non_identical_and_loss_is_exact():
       pytest.approx(np.log(8), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_fedhyper_g_server_rule():
   avg = fh.simulate(FED, method="fedavg", client_lr=2.0, **KW)
   frozen = fh.simulate(FED, method="fedhyper_g", client_lr=2.0,

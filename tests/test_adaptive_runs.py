@@ -17,6 +17,7 @@ def hd_config(value=1.0):
   return c
 
 
+@pytest.mark.slow
 def test_hd_population_members_equal_their_own_runs(tmp_path):
   c = hd_config()
   c.population.grid = "value=1.0,0.5"
@@ -31,6 +32,7 @@ def test_hd_population_members_equal_their_own_runs(tmp_path):
   assert runs.Run(member).per_step("lr")[0] == pytest.approx(0.025)
 
 
+@pytest.mark.slow
 def test_branch_of_an_hd_run_decays_the_adapted_lr(tmp_path):
   main = str(tmp_path / "main")
   train_and_evaluate(hd_config(), main)
@@ -48,6 +50,7 @@ def test_branch_of_an_hd_run_decays_the_adapted_lr(tmp_path):
   assert lrs[-1] < 0.15 * lrs[19]
 
 
+@pytest.mark.slow
 def test_branch_of_a_schedule_free_run(tmp_path):
   c = tiny_config()
   c.optimizer.name = "contrib.schedule_free_adamw"

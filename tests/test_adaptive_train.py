@@ -36,6 +36,7 @@ def hd_run(tmp_path_factory):
   return workdir, train_and_evaluate(hd_config(), workdir)
 
 
+@pytest.mark.slow
 def test_adam_hd_from_config_logs_realised_lr(hd_run):
   workdir, summary = hd_run
   rows = read(workdir, rundir.METRICS)
@@ -121,6 +122,7 @@ def test_refine_app_records_its_source(hd_run, tmp_path):
   assert len(run.schedule.values) == 20 and run.schedule.values[-1] == 0
 
 
+@pytest.mark.slow
 def test_schedule_free_evaluates_at_the_average(tmp_path):
   c = tiny_config(eval_every=40)
   c.optimizer.name = "contrib.schedule_free_adamw"

@@ -120,6 +120,7 @@ def test_token_array_matches_the_tokenizer_and_is_cached(corpus_file, text,
   np.testing.assert_array_equal(given.tokens(), tokens)
 
 
+@pytest.mark.slow
 def test_batches_are_deterministic_resumable_and_split(corpus_file, tmp_path):
   c = bpe_config(corpus_file, tmp_path)
   tokens = bpe.prepare(c).tokens()
@@ -158,6 +159,7 @@ def test_batches_are_deterministic_resumable_and_split(corpus_file, tmp_path):
       eval_c, "eval", seed=0)] == [(2, 16)] * 2
 
 
+@pytest.mark.slow
 def test_gpt_nano_trains_on_bpe_tokens(corpus_file, tmp_path):
   c = gpt_config.get_config("size=nano,data=bpe")
   c.data.update(corpus="files", paths=corpus_file, vocab_size=VOCAB,

@@ -45,6 +45,7 @@ def inside(path, directory):
   return os.path.commonpath([path, directory]) == directory
 
 
+@pytest.mark.slow
 def test_fit_law_cli_writes_table(tmp_path):
   runs = tmp_path / "runs"
   main = runs / "main"
@@ -88,6 +89,7 @@ def test_fit_law_cli_writes_table(tmp_path):
   assert "cos" in result.stdout and "mean_max_rel_err" in result.stdout
 
 
+@pytest.mark.slow
 def test_fit_law_cli_explicit_out_and_default_inside_a_run(tmp_path):
   main = tmp_path / "main"
   write_run(main, "main", schedules.constant(3e-4), 600)
@@ -99,6 +101,7 @@ def test_fit_law_cli_explicit_out_and_default_inside_a_run(tmp_path):
       f"input run {main}; runs are only read: pass --out"]
 
 
+@pytest.mark.slow
 def test_fit_law_cli_constant_only(tmp_path):
   main = tmp_path / "main"
   write_run(main, "main", schedules.constant(3e-4), 600)
@@ -123,6 +126,7 @@ def test_fit_law_cli_constant_only(tmp_path):
   assert info["unidentified"] == ["C"]
 
 
+@pytest.mark.slow
 def test_figure_spans_the_observed_points(tmp_path):
   law = laws.AnnealingLaw(TRUTH)
   curves = []

@@ -72,6 +72,7 @@ def test_namespace_has_only_loopback(tmp_path):
   assert "LOOPBACK_OK" in r.stdout
 
 
+@pytest.mark.slow
 @needs_emulator
 def test_epath_on_emulator(tmp_path):
   r = gcs.run_in_loopback(_py(f"""
@@ -153,6 +154,7 @@ def test_tensorboard_event_writer_keeps_only_the_last_flush(tmp_path):
       r.stdout)
 
 
+@pytest.mark.slow
 @needs_emulator
 def test_gcsfs_storage_client_and_tensorstore_share_the_bucket(tmp_path):
   """STORAGE_EMULATOR_HOST (gcsfs, google-cloud-storage) and

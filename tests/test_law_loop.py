@@ -50,6 +50,7 @@ def test_compare_against_the_best_baselines():
         pred.lower[-1] <= observed[k] <= pred.upper[-1])
 
 
+@pytest.mark.slow
 def test_proposals_stay_under_the_peak_with_the_runs_warmup():
   config = config_module.get_config("quick")
   s = config.study

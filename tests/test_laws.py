@@ -96,6 +96,7 @@ def test_multipower_sum_matches_naive_loop():
   np.testing.assert_allclose(law.predict(lrs), naive, rtol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["cosine", "wsd", "two_stage"])
 def test_blocked_fit_objective_matches_exact_sum(kind):
   n = 20_001
@@ -134,6 +135,7 @@ def test_annealing_law_recovers_parameters():
     assert fitted.params[k] == pytest.approx(v, rel=0.02), k
 
 
+@pytest.mark.slow
 def test_multipower_law_recovers_parameters():
   # Luo et al.'s 25M fit as truth; constant + cosine + two-stage runs whose
   # second stages sit at three LRs (identifying gamma apart from C), each
@@ -227,6 +229,7 @@ def constant_and_wsd(truth, n, seed=0, noise=1e-4):
           noisy_curve(truth, wsd, steps, rng, noise)]
 
 
+@pytest.mark.slow
 def test_unconverged_fit_warns_and_says_so_in_fit_info():
   curves = constant_and_wsd(laws.AnnealingLaw(ANNEALING_TRUTH), 1000)
   pattern = (r"AnnealingLaw\.fit: the optimizer did not converge \(STOP: TOTAL "
@@ -337,6 +340,7 @@ def backend_compiles():
 @pytest.mark.filterwarnings("ignore::wsd_jax.laws.fitting.FitWarning")
 @pytest.mark.parametrize("cls, truth", [(laws.AnnealingLaw, ANNEALING_TRUTH),
                                         (MultiPowerLaw, LUO_25M)])
+@pytest.mark.slow
 def test_second_fit_of_same_shapes_does_not_compile(cls, truth,
                                                     backend_compiles):
   n = 613  # shapes no other test uses, so the first fit compiles
@@ -417,6 +421,7 @@ def test_from_run_main_and_branch(tmp_path):
 # ---- schedule optimisation -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_optimize_schedule_wsd_and_free():
   law = MultiPowerLaw(LUO_25M)
   n = 2000
@@ -462,6 +467,7 @@ def test_step_convention_worked_example():
 # ---- warmup from the run ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_from_run_infers_warmup_and_fit_uses_it(tmp_path):
   main = schedules.wsd(PEAK, 400, 0, warmup_steps=40)
   truth = laws.AnnealingLaw(ANNEALING_TRUTH, warmup_steps=40)
@@ -507,6 +513,7 @@ def short_mpl_fit_set(seed=0, n=1200, noise=1e-3):
       np.full(n + 1, PEAK), cosine, np.where(i < 2 * n // 3, PEAK, PEAK / 10))]
 
 
+@pytest.mark.slow
 def test_prior_pulls_toward_its_reference():
   curves = short_mpl_fit_set()
   law = MultiPowerLaw.fit(curves, prior_weight=1e6)
@@ -575,6 +582,7 @@ def test_early_stopping_stops_where_chosen_and_does_not_warn():
     MultiPowerLaw.fit(curves, early_stopping=True)
 
 
+@pytest.mark.slow
 def test_adamw_is_torch_adamw_from_the_surrogate_start():
   curves = short_mpl_fit_set(n=600)
   options = dict(MultiPowerLaw.default_options)
@@ -625,6 +633,7 @@ def test_paper_start_recovers_the_surrogate():
   np.testing.assert_array_equal(start[4:], [1.0, 0.5, 0.5])
 
 
+@pytest.mark.slow
 def test_adamw_method_fits_and_reports():
   curves = short_mpl_fit_set()
   law = MultiPowerLaw.fit(curves, method="adamw", min_r2=0.99)
@@ -687,6 +696,7 @@ def test_prediction_band_covers_fresh_noisy_points():
     truth.predict(c.lrs, return_interval=True)
 
 
+@pytest.mark.slow
 def test_curve_bootstrap_skips_resamples_without_a_decrease():
   curves = short_mpl_fit_set(n=600)
   law = MultiPowerLaw.fit(curves, bootstrap=12, bootstrap_kind="curves")

@@ -28,6 +28,7 @@ def _tokens(b=2, t=16, seed=0):
     lambda: models.GPT(_nano(position="learned", tie_embeddings=False),
                        rngs=nnx.Rngs(0)),
 ])
+@pytest.mark.slow
 def test_output_shape_and_dtype(make):
   logits = make()(_tokens(3, 10))
   assert logits.shape == (3, 10, V)
@@ -47,6 +48,7 @@ def test_bigram_logits_are_table_rows():
     lambda: models.GPT(_nano(position="learned"), rngs=nnx.Rngs(0)),
     lambda: models.MLPLM(V, embed_dim=8, hidden_dim=16, context=3, rngs=nnx.Rngs(0)),
 ])
+@pytest.mark.slow
 def test_causality(make):
   model, tokens, t = make(), _tokens(2, 16), 9
   changed = tokens.at[:, t].set((tokens[:, t] + 1) % V)
@@ -55,6 +57,7 @@ def test_causality(make):
   assert np.max(np.abs(before[:, t] - after[:, t])) > 1e-4
 
 
+@pytest.mark.slow
 def test_mlp_sees_exactly_context_tokens():
   model = models.MLPLM(V, embed_dim=8, hidden_dim=16, context=2, rngs=nnx.Rngs(0))
   tokens = _tokens(1, 8)
@@ -64,6 +67,7 @@ def test_mlp_sees_exactly_context_tokens():
   np.testing.assert_array_equal(diff[[0, 1, 2, 5, 6, 7]], 0.0)
 
 
+@pytest.mark.slow
 def test_bf16_compute_with_f32_params():
   model = models.GPT(_nano(dtype="bfloat16"), rngs=nnx.Rngs(0))
   params = nnx.state(model, nnx.Param)
@@ -99,6 +103,7 @@ def test_124m_param_count():
 @pytest.mark.parametrize("overrides", [
     dict(), dict(tie_embeddings=False, position="learned"),
     dict(num_layers=3, d_model=48, num_heads=6, mlp_ratio=2)])
+@pytest.mark.slow
 def test_flops_per_token_counts_the_models_matmuls(overrides):
   """``6 N + 12 L d T`` with N counted from the built model's parameters:
   every parameter outside the embedding tables (the matmul kernels layer by
@@ -126,6 +131,7 @@ def test_flops_per_token_counts_the_models_matmuls(overrides):
   assert models.flops_per_token(cfg, seq_len) == 6 * n + attention
 
 
+@pytest.mark.slow
 def test_split_merge_and_vmap_match_module():
   model, tokens = models.GPT(_nano(), rngs=nnx.Rngs(0)), _tokens()
   graphdef, params = nnx.split(model, nnx.Param)
@@ -143,6 +149,7 @@ def _config(**fields):
   return ml_collections.ConfigDict(fields)
 
 
+@pytest.mark.slow
 def test_build_each_model():
   rngs = nnx.Rngs(0)
   assert isinstance(models.build(_config(name="bigram"), vocab_size=V,
@@ -274,6 +281,7 @@ def ref_gpt(p, cfg, tokens_BxT):
 @pytest.mark.parametrize("overrides", [
     dict(), dict(tie_embeddings=False), dict(position="learned"),
     dict(rope_base=100.0, mlp_ratio=2)])
+@pytest.mark.slow
 def test_gpt_forward_matches_numpy_reference(overrides):
   """A 2-layer float32 GPT with random parameters (norm scales too, and large
   enough that attention is far from uniform) against ``ref_gpt``."""

@@ -95,6 +95,7 @@ def test_changed_config_from_the_command_line_is_one_line(finished, tmp_path):
   assert digest(workdir) == before
 
 
+@pytest.mark.slow
 def test_a_schedule_change_on_resume_needs_allow_changes(finished, tmp_path):
   workdir = copy(finished, tmp_path / "run")
   other = tiny(steps=60)
@@ -124,6 +125,7 @@ def test_a_checkpoint_of_another_model_is_not_moved_aside(finished):
 # --- damaged files -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_damaged_metrics_line_drops_nothing_else(finished, tmp_path, caplog):
   workdir = copy(finished, tmp_path / "run")
   path = workdir / rundir.METRICS
@@ -172,6 +174,7 @@ def test_damaged_or_newer_run_json_is_a_clear_error(finished, tmp_path):
 # --- branches that others depend on --------------------------------------------
 
 
+@pytest.mark.slow
 def test_branch_rerun_after_wsd_s_resumes_and_overwrite_is_refused(tmp_path):
   constant = schedules.wsd(0.05, total_steps=10**6, decay_steps=0,
                            warmup_steps=5)
@@ -232,6 +235,7 @@ def test_a_lock_left_by_a_killed_trainer_is_not_stale(tmp_path):
 # --- non-finite steps ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_skipped_nonfinite_steps_are_counted_and_metrics_stay_json(
     tmp_path, caplog):
   config = tiny_config(schedules.constant(1e38), steps=20, log_every=2,

@@ -1,5 +1,6 @@
 """The schedule-family figure: every schedule is drawn, the PNG is written."""
 
+import pytest
 import subprocess
 import sys
 
@@ -19,6 +20,7 @@ def test_family_covers_every_schedule_on_the_budget():
     assert np.all(np.isfinite(lrs)) and lrs.max() <= 1e-3 * (1 + 1e-6), title
 
 
+@pytest.mark.slow
 def test_command_writes_png(tmp_path):
   out = tmp_path / "s.png"
   subprocess.run([sys.executable, "-m", "experiments.plot_schedules",

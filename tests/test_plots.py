@@ -38,6 +38,7 @@ def test_a_short_series_is_drawn_with_markers(drawn):
   assert branch.get_marker() == "o"
 
 
+@pytest.mark.slow
 def test_importing_the_library_leaves_the_backend_alone():
   code = ("import matplotlib; matplotlib.use('svg'); "
           "import wsd_jax, wsd_jax.plots, wsd_jax.train, wsd_jax.reports, "
@@ -52,6 +53,7 @@ def test_one_colour_per_method():
   assert plots.color("wsd") != plots.color("cyclic_cosine")
 
 
+@pytest.mark.slow
 def test_lr_figure_and_metrics_rows_agree_on_the_step_convention(
     tmp_path, drawn):
   """Row ``s`` of metrics.jsonl logs the LR of the s-th update, schedule(s-1);

@@ -44,6 +44,7 @@ class CompileCounter:
     jax.monitoring.clear_event_listeners()
 
 
+@pytest.mark.slow
 def test_grid_members_equal_their_standalone_runs(tmp_path):
   train_and_evaluate(tiny(), str(tmp_path / "warm_up"))  # eager-op compiles
   c = tiny()
@@ -91,6 +92,7 @@ def test_grid_members_equal_their_standalone_runs(tmp_path):
   assert (tmp_path / "pop" / "plots" / "population.png").stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_seeds_read_their_own_data(tmp_path):
   configs = [tiny(), tiny()]
   configs[1].seed = 7
@@ -100,6 +102,7 @@ def test_seeds_read_their_own_data(tmp_path):
   assert out[0]["eval_loss"] != out[1]["eval_loss"]
 
 
+@pytest.mark.slow
 def test_static_differences_split_into_groups(tmp_path):
   configs = [tiny(decay_shape="linear"), tiny(decay_shape="cosine"),
              tiny(decay_shape="cosine", peak_value=0.02)]
@@ -111,6 +114,7 @@ def test_static_differences_split_into_groups(tmp_path):
   assert_same_run(tmp_path / "m2", tmp_path / "alone")
 
 
+@pytest.mark.slow
 def test_branches_from_several_fork_steps_in_one_program(tmp_path):
   """Equal-length decays from different checkpoints share one program."""
   main = tiny(decay_steps=0)
@@ -128,6 +132,7 @@ def test_branches_from_several_fork_steps_in_one_program(tmp_path):
   assert counter.count <= 3  # step + eval (+ a small helper), not 3x that
 
 
+@pytest.mark.slow
 def test_a_member_can_be_branched(tmp_path):
   c = tiny(decay_steps=0)
   c.population.members = "peak_value=0.01;peak_value=0.03"

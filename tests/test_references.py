@@ -139,6 +139,7 @@ def _bf16_logits(seed=0, b=2, t=8, v=1000):
   return logits.astype(jnp.bfloat16), targets
 
 
+@pytest.mark.slow
 def test_cross_entropy_value_matches_optax_on_float32():
   logits, targets = _bf16_logits()
   got = step_lib.cross_entropy(logits, targets)
@@ -150,6 +151,7 @@ def test_cross_entropy_value_matches_optax_on_float32():
   np.testing.assert_allclose(jitted, want, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_cross_entropy_gradient_matches_float32_reference():
   logits, targets = _bf16_logits(1)
   weights = jax.random.uniform(jax.random.key(2), targets.shape)
@@ -202,6 +204,7 @@ def reference_grad(table, batch):
                     np.float64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ratio", [0.25, 4.0])
 def test_train_step_clips_the_global_norm(ratio):
   """SGD with ``grad_clip = c``: ``params - lr g min(1, c / |g|)``."""

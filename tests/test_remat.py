@@ -37,6 +37,7 @@ def checkpoints(jaxpr) -> list[str]:
                     str(jaxpr), re.S)
 
 
+@pytest.mark.slow
 def test_every_policy_gives_the_gradients_of_none():
   results = {}
   for remat in models.gpt.REMAT_POLICIES:
@@ -58,6 +59,7 @@ def test_every_policy_gives_the_gradients_of_none():
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_remat_inside_gradient_accumulation():
   """remat="block" with K=2 microbatches: the update of remat="none", K=1."""
   schedule = schedules.constant(1e-2)

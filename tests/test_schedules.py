@@ -202,6 +202,7 @@ def wsd_s_args(draw):
   return draw(st.floats(0.01, 0.6)), tuple(int(b) for b in budgets)
 
 
+@pytest.mark.slow
 @example(args=(0.15, (190, 381, 763)))  # The example.
 @example(args=(0.5, (381, 763)))        # Binary ties, 190.5 and 381.5.
 @settings(max_examples=100, deadline=None, derandomize=True)
@@ -589,6 +590,7 @@ def _warmup_end(sched):
 
 @settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow
 @given(valid_schedules(), st.integers(0, 2**31 - 1))
 def test_property_values_bounded_and_monotone(sched, far_step):
   horizon = max(getattr(sched, "total_steps", 0),

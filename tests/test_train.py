@@ -60,6 +60,7 @@ def check_run_dir(workdir, steps, log_every, eval_every):
   return rows
 
 
+@pytest.mark.slow
 def test_bigram_run_directory(tmp_path):
   c = tiny(plots=True)
   summary = train_and_evaluate(c, str(tmp_path))
@@ -74,6 +75,7 @@ def test_bigram_run_directory(tmp_path):
     assert os.path.getsize(tmp_path / "plots" / png) > 5_000
 
 
+@pytest.mark.slow
 def test_text_run_directory(tmp_path):
   corpus = tmp_path / "corpus.txt"
   corpus.write_text("the river runs through the valley. " * 400)
@@ -88,6 +90,7 @@ def test_text_run_directory(tmp_path):
   assert rows[-1]["loss"] < rows[0]["loss"]
 
 
+@pytest.mark.slow
 def test_tfds_run_directory(tmp_path):
   import tensorflow_datasets as tfds
   c = tiny(steps=20, eval_every=10)
@@ -100,6 +103,7 @@ def test_tfds_run_directory(tmp_path):
   check_run_dir(str(tmp_path), 20, 5, 10)
 
 
+@pytest.mark.slow
 def test_default_bigram_config_reaches_optimal_loss(tmp_path):
   """The default config ends within 5% of the known optimal loss."""
   c = bigram_config.get_config()
@@ -112,6 +116,7 @@ def test_default_bigram_config_reaches_optimal_loss(tmp_path):
   assert first > 1.3 * optimal  # it did have to learn
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(tmp_path):
   train_and_evaluate(tiny(), str(tmp_path / "a"))
   train_and_evaluate(tiny(), str(tmp_path / "b"))
@@ -145,6 +150,7 @@ def test_step_compiles_once_for_any_schedule_numbers():
     jax.monitoring.clear_event_listeners()
 
 
+@pytest.mark.slow
 def test_train_time_excludes_evaluation(tmp_path, monkeypatch):
   from wsd_jax.train import loop
   evaluate = loop.Single.evaluate
@@ -169,6 +175,7 @@ def test_train_time_excludes_evaluation(tmp_path, monkeypatch):
         b["train_time_s"] - a["train_time_s"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_loop_does_not_recompile_with_more_steps(tmp_path):
   compiles = []
   def listener(event, duration, **kwargs):
@@ -224,6 +231,7 @@ def test_eight_devices_match_one(tmp_path):
   np.testing.assert_allclose(a[-1]["eval_loss"], b[-1]["eval_loss"], rtol=2e-5)
 
 
+@pytest.mark.slow
 def test_batch_not_divisible_by_devices(tmp_path):
   c = tiny()
   c.data.batch_size = 12
@@ -248,6 +256,7 @@ def test_unknown_config_key(tmp_path):
     train_and_evaluate(c, str(tmp_path))
 
 
+@pytest.mark.slow
 def test_unknown_key_on_the_command_line(tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "experiments.train", "--config=configs/bigram.py",
@@ -308,6 +317,7 @@ def test_nonfinite_loss_can_be_skipped(tmp_path):
   assert np.all(np.isfinite(table))
 
 
+@pytest.mark.slow
 def test_cross_entropy_matches_optax_in_value_and_gradient():
   import jax.numpy as jnp
   import optax
