@@ -120,8 +120,6 @@ def plot_predictions(law: Law, fitted: Sequence[Curve],
   Returns:
     ``xlim`` and ``ylim`` of the loss panel.
   """
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   curves = [*fitted, *predicted]

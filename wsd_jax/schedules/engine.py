@@ -277,7 +277,7 @@ def check_peak(name: str, peak: float) -> None:
           "must be positive and finite")
 
 
-def check_warmup_init(init_value: float, peak: float, warmup_steps: int) -> None:
+def check_warmup_init(init_value: float, peak: float) -> None:
   require(0 <= init_value <= peak, "init_value", init_value,
           f"must be in [0, peak={peak}]")
 

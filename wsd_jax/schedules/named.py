@@ -41,7 +41,7 @@ class _WarmupDecayRule(Schedule):
 
   def check(self):
     check_peak("peak_value", self.peak_value)
-    check_warmup_init(self.init_value, self.peak_value, self.warmup_steps)
+    check_warmup_init(self.init_value, self.peak_value)
     check_fits("total_steps", self.total_steps, warmup_steps=self.warmup_steps)
     check_decay(self._shape, self.peak_value, self.final_value,
                 known=(self._shape,))
@@ -147,7 +147,7 @@ class WSD(Schedule):
 
   def check(self):
     check_peak("peak_value", self.peak_value)
-    check_warmup_init(self.init_value, self.peak_value, self.warmup_steps)
+    check_warmup_init(self.init_value, self.peak_value)
     check_fits("total_steps", self.total_steps,
                warmup_steps=self.warmup_steps, decay_steps=self.decay_steps)
     check_decay(self.decay_shape, self.peak_value, self.final_value)
@@ -278,7 +278,7 @@ class WSDS(Schedule):
 
   def check(self):
     check_peak("peak_value", self.peak_value)
-    check_warmup_init(self.init_value, self.peak_value, self.warmup_steps)
+    check_warmup_init(self.init_value, self.peak_value)
     check_decay(self.decay_shape, self.peak_value, self.final_value)
     previous = 0
     for i, b in enumerate(self.budgets):
@@ -327,7 +327,7 @@ class CyclicCosine(Schedule):
 
   def check(self):
     check_peak("peak_value", self.peak_value)
-    check_warmup_init(self.init_value, self.peak_value, self.warmup_steps)
+    check_warmup_init(self.init_value, self.peak_value)
     check_decay("cosine", self.peak_value, self.final_value)
     previous, ramp_steps = 0, self.warmup_steps
     for i, end in enumerate(self.cycle_ends):
@@ -375,7 +375,7 @@ class Infinite(Schedule):
 
   def check(self):
     check_peak("peak_value", self.peak_value)
-    check_warmup_init(self.init_value, self.peak_value, self.warmup_steps)
+    check_warmup_init(self.init_value, self.peak_value)
     check_fits("total_steps", self.total_steps,
                warmup_steps=self.warmup_steps,
                cooldown_steps=self.cooldown_steps,
@@ -417,7 +417,7 @@ class InverseSqrt(Schedule):
 
   def check(self):
     check_peak("peak_value", self.peak_value)
-    check_warmup_init(self.init_value, self.peak_value, self.warmup_steps)
+    check_warmup_init(self.init_value, self.peak_value)
     require(self.timescale > 0, "timescale", self.timescale,
             "must be > 0 (give timescale when warmup_steps is 0)")
 

@@ -38,8 +38,6 @@ import jax.numpy as jnp
 DECAY_SHAPES = ("linear", "cosine", "1-sqrt", "square", "exp", "inverse-linear")
 # Shapes whose formula divides by ``final``.
 RATIO_SHAPES = ("exp", "inverse-linear")
-# Shapes with a numeric parameter; used by the rex and uba schedules.
-PARAMETRIC_SHAPES = ("rex", "uba")
 
 
 def _cos_term(p: jax.Array) -> jax.Array:
