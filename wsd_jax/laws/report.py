@@ -120,6 +120,7 @@ def plot_predictions(law: Law, fitted: Sequence[Curve],
   Returns:
     ``xlim`` and ``ylim`` of the loss panel.
   """
+  import matplotlib  # pylint: disable=g-import-not-at-top  (colormaps)
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   curves = [*fitted, *predicted]
