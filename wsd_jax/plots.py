@@ -84,10 +84,12 @@ def curves(series: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str, *,
   """
   fig, ax = plt.subplots(figsize=(7 if len(series) <= 8 else 9, 4.2))
   styles = ("-", "--", "-.", ":")
+  markers = ("o", "s", "^", "D", "v", "P")  # hollow, so overlaps stay visible
   for k, ((label, x, y), c) in enumerate(zip(series, palette(len(series)))):
     ax.plot(x, y, styles[(k // 10) % 4] if len(series) > 10 else "-",
-            label=label, lw=1.3, color=c, marker="o" if len(x) <= 5 else None,
-            ms=4)
+            label=label, lw=1.3, color=c,
+            marker=markers[k % len(markers)] if len(x) <= 5 else None,
+            ms=7 - k % 3, fillstyle="none")
   if hline is not None:
     ax.axhline(hline, color="k", ls="--", lw=1, label=hline_label)
   if logy:
