@@ -407,7 +407,7 @@ def _train(members: list[_Member]) -> list[dict]:
         if signals.received:
           name = signal.Signals(signals.received).name
           logging.warning("%s: saved %s at step %s; rerun to resume", name,
-                          label, at)
+                          label, at[0] if n == 1 else at)
           for summary in summaries:
             summary["stopped_by"] = name
           break
