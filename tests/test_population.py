@@ -144,7 +144,7 @@ def test_a_member_can_be_branched(tmp_path):
 
 
 @pytest.mark.parametrize("spec,match", [
-    (dict(grid="peak_value=0.1;optimizer=sgd"), "neither 'seed' nor"),
+    (dict(grid="peak_value=0.1;optimizer=sgd"), "is neither 'seed', a field of the schedule"),
     (dict(grid="peak_value"), "not KEY=VALUES"),
     (dict(grid="decay_fraction=1.5"), "decay_fraction"),
 ])
@@ -160,3 +160,41 @@ def test_members_parse():
                                      "decay_shape=cosine"))
   assert population.members(p) == [{"peak_value": 1e-3, "seed": 2},
                                    {"decay_shape": "cosine"}]
+
+
+@pytest.mark.slow
+def test_optimizer_arguments_are_population_leaves(tmp_path):
+  """Members that differ in numeric optimizer arguments share one program
+  and each equals its own run (Adam-HD: initial LR and hypergradient LR)."""
+  def hd(**opt):
+    c = tiny(name="constant", value=1.0)
+    for k in ("peak_value", "total_steps", "decay_steps", "warmup_steps"):
+      del c.schedule[k]
+    c.optimizer.update(name="adam_hd", learning_rate=0.05, hypergrad_lr=1e-4,
+                       weight_decay=None)
+    c.optimizer.update(opt)
+    return c
+  train_and_evaluate(hd(), str(tmp_path / "warm_up"))
+  c = hd()
+  c.population.grid = ("optimizer.learning_rate=0.01,0.05;"
+                       "optimizer.hypergrad_lr=1e-4,1e-3")
+  with CompileCounter() as pop:
+    out = train_and_evaluate(c, str(tmp_path / "pop"))
+  with CompileCounter() as one:
+    train_and_evaluate(hd(learning_rate=0.05, hypergrad_lr=1e-3),
+                       str(tmp_path / "one"))
+  assert pop.count == one.count  # one vmapped program for the four
+  assert_same_run(out["members"][3]["workdir"], tmp_path / "one")
+  lrs = [runs.Run(m["workdir"]).per_step("lr") for m in out["members"]]
+  assert [x[0] for x in lrs] == pytest.approx([0.01, 0.01, 0.05, 0.05])
+  # a larger hypergradient LR moves the LR further from where it started
+  assert abs(lrs[1][-1] - 0.01) > abs(lrs[0][-1] - 0.01)
+  assert abs(lrs[3][-1] - 0.05) > abs(lrs[2][-1] - 0.05)
+  with pytest.raises(ValueError, match="optimizer.name='sgd': only numeric"):
+    bad = hd()
+    bad.population.grid = "optimizer.name=sgd,adam"
+    population.expand(bad, str(tmp_path / "bad"))
+  with pytest.raises(ValueError, match="has no argument 'beta9'"):
+    bad = hd()
+    bad.population.grid = "optimizer.beta9=1,2"
+    population.expand(bad, str(tmp_path / "bad"))

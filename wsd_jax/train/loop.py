@@ -81,6 +81,9 @@ class _Member:
     for k in ("seed", "schedule"):
       c.pop(k)
     c["train"].pop("steps")
+    # Numeric optimizer arguments are leaves of the injected optimizer state.
+    c["optimizer"] = {k: v for k, v in c["optimizer"].items() if
+                      isinstance(v, bool) or not isinstance(v, (int, float))}
     return f"{c}|{jax.tree.structure(self.schedule)}|{self.remaining}"
 
 

@@ -7,9 +7,13 @@ Strings, so that a sweep can be given on the command line::
 
 ``grid`` is a product of lists (``key=v1,v2,...`` joined by ``;``);
 ``members`` lists members (``;``-separated, each ``key=v,key=v``). Keys are
-``seed`` or a field of the schedule (``peak_value``, ``decay_steps``, ...);
-``decay_fraction`` sets the schedule's ``decay_fraction`` (its decay is
-``round(fraction * total_steps)`` steps, see ``train.config``). Each
+``seed``, a field of the schedule (``peak_value``, ``decay_steps``, ...) or
+a numeric optimizer argument written ``optimizer.NAME`` (``optimizer.b2``,
+``optimizer.weight_decay``, ``optimizer.hypergrad_lr``, ...: optax's
+``inject_hyperparams`` keeps them in the optimizer state, so members that
+differ in them still share one program); ``decay_fraction`` sets the
+schedule's ``decay_fraction`` (its decay is ``round(fraction *
+total_steps)`` steps, see ``train.config``). Each
 member is an ordinary run directory ``WORKDIR/members/NAME`` (laws, plots and
 branching work on it); ``WORKDIR/population.json`` lists them.
 """
@@ -68,6 +72,20 @@ def _member_name(index: int, values: dict) -> str:
   return "_".join([f"m{index:03d}"] + parts)
 
 
+def _set_optimizer_arg(optimizer: ml_collections.ConfigDict, key: str,
+                       value) -> None:
+  name = key.removeprefix("optimizer.")
+  if name == "name" or not isinstance(value, (int, float)) or isinstance(
+      value, bool):
+    raise ValueError(f"population key {key}={value!r}: only numeric "
+                     "optimizer arguments can differ between members (the "
+                     "optimizer itself is one per population)")
+  if name not in optimizer:
+    raise ValueError(f"population key {key!r}: the optimizer config has no "
+                     f"argument {name!r} (it has {sorted(optimizer)})")
+  optimizer[name] = float(value)
+
+
 def expand(config: ml_collections.ConfigDict, workdir: str
            ) -> tuple[list[ml_collections.ConfigDict], list[str]]:
   """Member configs (without ``population``) and their run directories."""
@@ -81,6 +99,8 @@ def expand(config: ml_collections.ConfigDict, workdir: str
       field = key.removeprefix("schedule.")
       if key == "seed":
         c.seed = int(v)
+      elif key.startswith("optimizer."):
+        _set_optimizer_arg(c.optimizer, key, v)
       elif field == "decay_fraction":
         if not isinstance(v, (int, float)) or not 0 < v <= 1:
           raise ValueError(f"population: decay_fraction must be in (0, 1], "
@@ -91,9 +111,10 @@ def expand(config: ml_collections.ConfigDict, workdir: str
             c.schedule[field], (int, float)) else v
       else:
         raise ValueError(
-            f"population key {key!r} is neither 'seed' nor a field of the "
-            f"schedule {c.schedule.name!r} ({sorted(c.schedule)}); members "
-            "may differ only in the seed and the schedule")
+            f"population key {key!r} is neither 'seed', a field of the "
+            f"schedule {c.schedule.name!r} ({sorted(c.schedule)}) nor "
+            "'optimizer.NAME'; members may differ only in the seed, the "
+            "schedule and numeric optimizer arguments")
     name = _member_name(i, values)
     configs.append(c)
     workdirs.append(rundir.member_dir(workdir, name))
