@@ -36,10 +36,12 @@ the lowest forecast).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 from scipy import interpolate, optimize
+from sklearn import exceptions as sk_exceptions
 from sklearn import gaussian_process
 from sklearn.gaussian_process import kernels
 
@@ -219,7 +221,9 @@ class GPLCB:
               + kernels.WhiteKernel(1e-3, (1e-6, 1.0)))
     gp = gaussian_process.GaussianProcessRegressor(
         kernel, normalize_y=True, optimizer=_grid_optimizer)
-    gp.fit(np.asarray(self.u)[:, None], np.asarray(self.values))
+    with warnings.catch_warnings():  # a grid point on a bound is no news
+      warnings.simplefilter("ignore", sk_exceptions.ConvergenceWarning)
+      gp.fit(np.asarray(self.u)[:, None], np.asarray(self.values))
     return gp
 
   def ask(self) -> float:
