@@ -17,20 +17,23 @@ at the main schedule's LR (no re-warmup).
 
 Library logs (Orbax, JAX) are hidden; ``--verbosity=0`` shows them.
 
-Several processes (a TPU pod slice, SLURM, mpirun: detected; elsewhere pass
-``--coordinator_address=HOST0:PORT --num_processes=N --process_id=I`` to each)
-form one JAX runtime before anything touches a device; see
-``wsd_jax.train.distributed``.
+Several processes form one JAX runtime before anything touches a device
+(``wsd_jax.train.distributed``): on a multi-host TPU slice, under SLURM
+(``srun``, several tasks) and Open MPI (``mpirun``) this is detected; elsewhere
+give each process the same command line and ``JAX_COORDINATOR_ADDRESS=HOST0:PORT
+JAX_NUM_PROCESSES=N JAX_PROCESS_ID=I`` in its environment, or the flags
+``--coordinator_address --num_processes --process_id``. Only process 0 writes
+run files; all processes must be given the same config (checked).
 """
 
 import signal
 import sys
 
-import jax
 from absl import flags, logging
 
 from experiments import cli
 from wsd_jax import reports
+from wsd_jax.runs import processes
 from wsd_jax.train import config as config_lib
 from wsd_jax.train import continue_from_branch, distributed, train_and_evaluate
 
@@ -42,7 +45,9 @@ _ALLOW = flags.DEFINE_list(
     "allow_changes", [], "Config keys (or sections, e.g. schedule) that may "
     "differ from the run's config when resuming it.")
 
-# Multi-process start-up (not needed on TPU pods, SLURM or mpirun).
+# Multi-process start-up (not needed on multi-host TPU slices, SLURM or
+# mpirun; JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID do the
+# same from the environment).
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0 (any free port).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
@@ -67,11 +72,12 @@ def main(argv):
     summary = train_and_evaluate(config, workdir,
                                  allow_changes=tuple(_ALLOW.value))
   members = summary.get("members", [summary])
-  if config.train.plots and jax.process_index() == 0:
+  if config.train.plots and processes.is_writer():
     for run in members:
       reports.run_figures(run["workdir"])
     if "members" in summary:
       reports.population_report(workdir)
+  processes.barrier("exit")  # no process leaves while process 0 writes
   for run in members:
     logging.info("done: %s step %d, eval_loss %s", run["workdir"],
                  run["step"], run.get("eval_loss"))

@@ -20,7 +20,7 @@ from absl import logging
 from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
-from wsd_jax.runs import rundir
+from wsd_jax.runs import processes, rundir
 
 
 class _ReadOnlyNotice(std_logging.Filter):
@@ -123,13 +123,18 @@ class Checkpointer:
     return None, like_state
 
   def _quarantine(self, step: int) -> None:
-    if self._read_only or jax.process_index() != 0:
+    """Process 0 moves the step aside once every process has given up on it
+    (every process restores, so every process gets here)."""
+    if self._read_only:
       return
-    dest = epath.Path(f"{self.directory}.unreadable") / (
-        f"{step}.{time.strftime('%Y%m%d-%H%M%S')}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    (epath.Path(self.directory) / str(step)).rename(dest)
-    logging.warning("moved unreadable checkpoint %d to %s", step, dest)
+    processes.barrier(f"quarantine {self.directory} {step}")
+    if processes.is_writer():
+      dest = epath.Path(f"{self.directory}.unreadable") / (
+          f"{step}.{time.strftime('%Y%m%d-%H%M%S')}")
+      dest.parent.mkdir(parents=True, exist_ok=True)
+      (epath.Path(self.directory) / str(step)).rename(dest)
+      logging.warning("moved unreadable checkpoint %d to %s", step, dest)
+    processes.barrier(f"quarantined {self.directory} {step}")
     self._manager.reload()
 
   def wait(self) -> None:

@@ -13,12 +13,11 @@ import json
 import time
 from typing import Iterable
 
-import jax
 import ml_collections
 from absl import logging
 
 from wsd_jax import schedules
-from wsd_jax.runs import rundir
+from wsd_jax.runs import processes, rundir
 
 # Config keys that may change when a run resumes without being asked for:
 # how long to train and the bookkeeping, none of which changes the updates
@@ -139,7 +138,9 @@ def record(workdir: str, config: ml_collections.ConfigDict,
       run["resumes"].append(event)
   run["schedule"] = schedules.to_config(effective)
   run["format"] = rundir.FORMAT
-  if jax.process_index() == 0:
+  # Every process has read the files before process 0 replaces them.
+  processes.barrier(f"record {workdir}")
+  if processes.is_writer():
     rundir.write_json(rundir.config_path(workdir), new_cfg)
     rundir.write_json(rundir.run_path(workdir), run)
   return effective

@@ -16,7 +16,7 @@ import numpy as np
 from etils import epath
 
 from wsd_jax import schedules
-from wsd_jax.runs import rundir
+from wsd_jax.runs import processes, rundir
 from wsd_jax.runs.checkpoint import Checkpointer
 
 
@@ -128,7 +128,10 @@ def branch_spec(workdir: str, from_step: int, decay_steps: int,
       raise ValueError(f"branch {name!r} of {workdir} cannot be overwritten: "
                        f"other runs depend on it ({'; '.join(deps)}). "
                        "Choose another --name")
-    epath.Path(bdir).rmtree()
+    processes.barrier(f"overwrite {bdir}")  # all have read it
+    if processes.is_writer():
+      epath.Path(bdir).rmtree()
+    processes.barrier(f"overwritten {bdir}")
   config = ml_collections.ConfigDict(rundir.read_config(workdir))
   config.schedule = ml_collections.ConfigDict(schedules.to_config(sched))
   config.train.steps = sched.end_step

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import signal
 import threading
 import time
@@ -34,7 +35,7 @@ from absl import logging
 
 from wsd_jax import data as data_lib
 from wsd_jax import runs, schedules
-from wsd_jax.runs import lineage, rundir
+from wsd_jax.runs import lineage, processes, rundir
 from wsd_jax.runs import run as run_lib
 from wsd_jax.runs.spec import RunSpec, Start
 from wsd_jax.train import config as config_lib
@@ -289,7 +290,7 @@ class _PerStep:
   def __init__(self, members: list[_Member]):
     self._members, self._pending = members, []
     self.logs = ([rundir.MetricsLog(m.workdir, m.step, name=run_lib.PER_STEP)
-                  for m in members] if jax.process_index() == 0 else [])
+                  for m in members] if processes.is_writer() else [])
 
   def add(self, done: int, metrics: dict) -> None:
     self._pending.append((done, {k: metrics[k] for k in self.KEYS}))
@@ -332,7 +333,7 @@ def _train(members: list[_Member]) -> list[dict]:
              for m in members]
   label = rundir.name_of(first.workdir) if n == 1 else f"{n} runs"
   progress = metrics_lib.Progress(first.remaining,
-                                  t.progress and jax.process_index() == 0,
+                                  t.progress and processes.is_writer(),
                                   label)
   summaries = [{"workdir": m.workdir, "start_step": m.step} for m in members]
   logging.info("training %s: %d steps from step %s", label, first.remaining,
@@ -442,6 +443,35 @@ def _finished_summary(m: _Member) -> dict:
               start_step=m.step, state=m.state, schedule=m.schedule)
 
 
+def _fingerprint(specs: list[RunSpec]) -> dict[str, object]:
+  """What every process must be given alike: each run's directory, config
+  (seed and schedule section included) and start."""
+  out: dict[str, object] = {}
+  for i, spec in enumerate(specs):
+    run = f"run {i} " if len(specs) > 1 else ""
+    flat = _flatten(json.loads(spec.config.to_json_best_effort()))
+    out.update({f"{run}config.{k}": v for k, v in flat.items()})
+    out[f"{run}workdir"] = str(spec.workdir)
+    out[f"{run}start"] = None if spec.start is None else [
+        spec.start.checkpoint_dir, spec.start.step]
+  return out
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+  out: dict[str, object] = {}
+  for k, v in tree.items():
+    if isinstance(v, dict) and v:
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def _lock_all(specs: list[RunSpec], locks: list[runs.RunLock]) -> None:
+  for spec in specs:  # appended one by one: a failure releases the others
+    locks.append(runs.RunLock(spec.workdir).acquire())
+
+
 def train_specs(specs: list[RunSpec]) -> list[dict]:
   """Trains several runs; each ``spec.workdir`` is an ordinary run directory.
 
@@ -460,14 +490,22 @@ def train_specs(specs: list[RunSpec]) -> list[dict]:
   dirs = [rundir.absolute(s.workdir) for s in specs]
   if len(set(dirs)) != n:
     raise ValueError(f"workdirs must be distinct, got {dirs}")
+  # Every process is given the same runs (checked before anything else, so
+  # that no process fails alone and leaves the others waiting) ...
+  processes.check_same("what to train", _fingerprint(specs))
   for spec in specs:  # bad input fails before anything is created
     config_lib.validate(ml_collections.ConfigDict(spec.config.to_dict()),
                         process_count=jax.process_count())
-  locks = []
+  locks: list[runs.RunLock] = []
   try:
-    if jax.process_index() == 0:
-      locks = [runs.RunLock(s.workdir).acquire() for s in specs]
+    processes.on_writer(lambda: _lock_all(specs, locks))
     members = [_prepare(s) for s in specs]
+    # ... and restored the same step, under the same resolved schedule.
+    # This is also the barrier before process 0 rewrites metrics.jsonl.
+    processes.check_same("the state to resume from", {
+        m.spec.workdir: {"step": m.step,
+                         "schedule": schedules.to_config(m.schedule)}
+        for m in members})
     groups: dict[str, list[int]] = {}
     for i, m in enumerate(members):
       groups.setdefault(m.group_key(), []).append(i)
