@@ -46,6 +46,7 @@ import numpy as np
 import optax
 
 from configs import bigram as bigram_config
+from configs import river_valley as river_valley_config
 from experiments import plot_schedules
 from wsd_jax import plots, reports, runs, schedules, train
 from wsd_jax.runs import tree
@@ -191,16 +192,20 @@ show(plots.curves(series, f"{workdir}/population.png", ylabel="eval loss",
 # One main run at the peak LR; decays forked from its checkpoints
 # (`train.branch`); WSD-S continues the main run from a decayed branch
 # (`train.continue_from_branch`). The tree equals one run of
-# `schedules.wsd_s` with the same budgets, step for step.
+# `schedules.wsd_s` with the same budgets, step for step. The runs use the
+# river-valley setup (`configs/river_valley.py`: plain SGD at a high LR, where
+# a decay visibly lowers the loss).
 
 # %%
-wsds = schedules.wsd_s(0.05, budgets=(budget, 2 * budget), decay_fraction=0.1,
+sgd = river_valley_config.get_config().run
+sgd.train.update(eval_every=budget // 20, log_every=budget // 20)
+wsds = schedules.wsd_s(120.0, budgets=(budget, 2 * budget), decay_fraction=0.1,
                        warmup_steps=budget // 20)
 (d1, d2), (e1, e2) = wsds.decay_steps, wsds.checkpoint_steps
 d1, d2 = int(d1), int(d2)
 main_dir = f"{workdir}/wsd_main"
-constant = schedules.wsd(0.05, e2, decay_steps=0, warmup_steps=budget // 20)
-main_config = with_schedule(base, constant, e1 - d1,
+constant = schedules.wsd(120.0, e2, decay_steps=0, warmup_steps=budget // 20)
+main_config = with_schedule(sgd, constant, e1 - d1,
                             keep_steps=(e1 - d1, e2 - d2))
 train.train_and_evaluate(main_config, main_dir)         # stable to the fork
 train.branch(main_dir, e1 - d1, d1, "linear")           # budget 1's decay
