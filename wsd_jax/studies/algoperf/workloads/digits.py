@@ -17,6 +17,7 @@ from wsd_jax.data import digits
 from wsd_jax.runs import rundir
 from wsd_jax.studies.algoperf.workloads.base import Workload
 from wsd_jax.train import base_config, load_state
+from wsd_jax.train.evaluation import eval_params
 
 
 def _config() -> ml_collections.ConfigDict:
@@ -31,15 +32,6 @@ def _config() -> ml_collections.ConfigDict:
   return c
 
 
-def _eval_params(state):
-  """The parameters to evaluate (schedule-free's averaged ones)."""
-  try:
-    from optax import contrib
-    return contrib.schedule_free_eval_params(state.opt_state, state.params)
-  except (AttributeError, TypeError, ValueError):
-    return state.params
-
-
 def error_rate(run_dir: str, steps) -> np.ndarray:
   """The held-out error rate of the checkpoint at each of ``steps``."""
   pixels, labels = digits.arrays("eval")
@@ -49,7 +41,7 @@ def error_rate(run_dir: str, steps) -> np.ndarray:
   out = []
   for step in steps:
     state = ckpt.restore(int(step), s.state, None)
-    pred = np.asarray(predict(_eval_params(state), pixels))
+    pred = np.asarray(predict(eval_params(state), pixels))
     out.append(float(np.mean(pred != labels)))
   return np.asarray(out)
 
