@@ -23,6 +23,9 @@ _SUBMISSIONS = flags.DEFINE_list("submissions", None, "Submissions.")
 _STUDIES = flags.DEFINE_integer("studies", None, "Studies (default 3).")
 _TRIALS = flags.DEFINE_integer("trials", None, "Trials per study (default "
                                "5).")
+_RERUN_BEST = flags.DEFINE_bool(
+    "rerun_best", None, "Train each study's best trial again alone for its "
+    "own seconds (default: on, off with --quick).")
 
 
 @cli.friendly_errors
@@ -31,7 +34,7 @@ def main(argv):
   result = app.run(flags.FLAGS.workdir, quick=flags.FLAGS.quick,
                    workloads=_WORKLOADS.value,
                    submissions=_SUBMISSIONS.value, studies=_STUDIES.value,
-                   trials=_TRIALS.value)
+                   trials=_TRIALS.value, rerun_best=_RERUN_BEST.value)
   for r in result["scores"]:
     print(f"{r['submission']:>14}: score {r['score_steps']:.3f} (steps), "
           f"{r['score_seconds']:.3f} (seconds), "

@@ -2,16 +2,20 @@
 points, time to target on synthetic eval tables, workloads, submissions,
 the digits data and classifier, and the --quick pipeline end to end."""
 
+import dataclasses
 import math
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from wsd_jax import schedules
-from wsd_jax.studies.algoperf import benchmark, scoring, search
+from wsd_jax import runs, schedules
+from wsd_jax.runs import rundir
+from wsd_jax.studies.algoperf import (adaptive, anytime, benchmark, layout,
+                                      scoring, search)
 from wsd_jax.studies.algoperf import submissions as subs_lib
 from wsd_jax.studies.algoperf import targets as targets_lib
 from wsd_jax.studies.algoperf import workloads
@@ -196,13 +200,19 @@ def test_workloads_are_declarative_and_consistent():
 def test_submissions_build_their_schedules():
   w = workloads.get("bigram")
   for sub in subs_lib.SUBMISSIONS.values():
+    search.check_space(sub.search_space)
     point = search.points(sub.search_space, 1, seed=0)[0]
+    if sub.kind != "population":  # schedules derived from runs (adaptive.py)
+      continue
     c = sub.build(point, w.config(), w.horizon, w.max_steps)
     sched = schedules.from_config(c.schedule.to_dict())
     lrs = np.asarray(sched(np.arange(w.max_steps)))
-    assert np.isfinite(lrs).all() and lrs.max() <= point["learning_rate"] * (
-        1 + 1e-5)
+    # a hypergradient optimizer's schedule multiplies its initial LR
+    peak = 1.0 if sub.optimizer_point else point["learning_rate"]
+    assert np.isfinite(lrs).all() and lrs.max() <= peak * (1 + 1e-5)
     assert c.optimizer.name == sub.optimizer["name"]
+    for k in sub.optimizer_point:
+      assert c.optimizer[k] == point[k]
   with pytest.raises(ValueError, match="known"):
     subs_lib.get("sgd")
 
@@ -275,3 +285,249 @@ def test_quick_pipeline(tmp_path):
   again = app.run(root, quick=True)
   assert [r["score_steps"] for r in again["scores"]] == [
       r["score_steps"] for r in result["scores"]]
+
+
+# ---- adaptive submissions, rerun-alone seconds, WSD-S anytime --------------
+# A tiny bigram workload (2 or 3 evaluations) so each test trains in seconds;
+# the target only picks each study's best trial.
+
+def tiny(max_steps=40):
+  return dataclasses.replace(workloads.get("bigram_quick"), name="tiny",
+                             step_hint=max_steps, max_steps=max_steps)
+
+
+TINY_TARGET = 3.0
+
+
+@pytest.fixture(scope="module")
+def linear_study(tmp_path_factory):
+  """A wsd_linear study of 2 trials on ``tiny`` with its best trial rerun
+  alone (shared by the rerun and refined tests)."""
+  root = str(tmp_path_factory.mktemp("linear"))
+  benchmark.run_study(subs_lib.get("wsd_linear"), tiny(), root, 0, 2,
+                      target=TINY_TARGET, rerun_best=True)
+  return root
+
+
+@pytest.mark.slow  # ~12 s: a population of 2 and a rerun
+def test_rerun_alone_replaces_only_the_best_trials_seconds(linear_study):
+  root = linear_study
+  clock = layout.read_clock(root, "wsd_linear", 0, "tiny")
+  best = clock["best_trial"]
+  other = 1 - best
+  trials = benchmark.load_trials(root, "wsd_linear", 0, "tiny", 2)
+  assert best == layout.best_trial(trials, "validation/loss", TINY_TARGET)
+  assert clock["clocks"][best] == "alone"
+  assert clock["clocks"][other] == "population"
+  assert clock["device"]["platform"] == jax.devices()[0].platform
+  assert clock["device"]["device_kind"] == jax.devices()[0].device_kind
+  # the members shared one clock: the best trial's population seconds are
+  # exactly the other trial's, which are left as they were
+  np.testing.assert_array_equal(clock["population_score"],
+                                trials[other]["score"])
+  alone = runs.Run(benchmark.trial_dir(root, "wsd_linear", 0, "tiny", best,
+                                       under="alone"))
+  t_steps, t = alone.column("train_time_s")
+  np.testing.assert_array_equal(trials[best]["score"],
+                                np.interp(trials[best]["global_step"],
+                                          t_steps, t))
+  assert not np.array_equal(trials[best]["score"], trials[other]["score"])
+  # the rerun trains the same model
+  np.testing.assert_allclose(alone.eval_curve()[1],
+                             trials[best]["validation/loss"], rtol=1e-5)
+  # done, so nothing retrains
+  assert not benchmark.run_study(subs_lib.get("wsd_linear"), tiny(), root, 0,
+                                 2, target=TINY_TARGET, rerun_best=True)
+
+
+@pytest.mark.slow  # ~12 s: two refined runs (the source study is shared)
+def test_refined_oracle_and_on_the_clock(linear_study):
+  root = linear_study
+  w = tiny()
+  benchmark.run_study(subs_lib.get("refined_on_the_clock"), w, root, 0, 2,
+                      target=TINY_TARGET, rerun_best=True)
+  src_i = layout.read_clock(root, "wsd_linear", 0, "tiny")["best_trial"]
+  src_dir = benchmark.trial_dir(root, "wsd_linear", 0, "tiny", src_i)
+  src = layout.read_trial(root, "wsd_linear", 0, "tiny", src_i)
+  peak = float(runs.Run(src_dir).schedule.peak_value)
+  warmup = int(runs.Run(src_dir).schedule.warmup_steps)
+  for i in range(2):
+    oracle = layout.read_trial(root, "refined_oracle", 0, "tiny", i)
+    clock = layout.read_trial(root, "refined_on_the_clock", 0, "tiny", i)
+    # on the clock = oracle + the source trial's steps and seconds, exactly
+    np.testing.assert_array_equal(clock["global_step"],
+                                  oracle["global_step"] + w.max_steps)
+    np.testing.assert_array_equal(clock["score"],
+                                  oracle["score"] + src["score"][-1])
+    np.testing.assert_array_equal(clock["validation/loss"],
+                                  oracle["validation/loss"])
+    # the refined schedule of the source's l1 norms, its warmup, scaled peak
+    d = benchmark.trial_dir(root, "refined_oracle", 0, "tiny", i)
+    hp = rundir.read_json(os.path.join(d, "hparams.json"))
+    lrs = runs.Run(d).per_step("lr")
+    assert lrs[0] == 0.0 and lrs.argmax() >= warmup
+    assert lrs.max() == pytest.approx(peak * hp["peak_scale"], rel=1e-5)
+    assert hp["learning_rate"] == pytest.approx(peak * hp["peak_scale"])
+    want = adaptive.refined_from(src_dir, peak * hp["peak_scale"])
+    np.testing.assert_allclose(lrs, np.asarray(want.values)[:len(lrs)],
+                               rtol=1e-6)
+  rows = benchmark.time_to_targets(
+      root, ["refined_oracle", "refined_on_the_clock"], [w],
+      {"tiny": {"target": 10.0}}, 1, 2)  # reached at the first evaluation
+  assert rows[1]["steps"] == rows[0]["steps"] + w.max_steps
+  assert rows[1]["seconds"] == pytest.approx(rows[0]["seconds"] +
+                                             src["score"][-1])
+
+
+@pytest.mark.slow  # ~8 s: a population of 2
+def test_adam_hd_trials_share_one_compile(tmp_path):
+  names = []
+
+  def listener(event, duration, **kwargs):
+    del duration
+    if event == "/jax/core/compile/backend_compile_duration":
+      names.append(kwargs.get("fun_name"))
+  sub = subs_lib.get("adam_hd")
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    benchmark.run_study(sub, tiny(20), str(tmp_path), 0, 2)
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  steps = [n for n in names if "step" in str(n)]
+  assert len([n for n in steps if "train" in str(n)]) == 1, names
+  points = benchmark.trial_points(sub, 0, 2)
+  for i, p in enumerate(points):
+    d = benchmark.trial_dir(str(tmp_path), "adam_hd", 0, "tiny", i)
+    # pure HD: the first update uses the trial's initial LR (no hypergradient
+    # at t = 1), later ones the adapted LR
+    lrs = runs.Run(d).per_step("lr")
+    assert lrs[0] == pytest.approx(p["learning_rate"], rel=1e-6)
+    assert runs.Run(d).config["optimizer"]["hypergrad_lr"] == pytest.approx(
+        p["hypergrad_lr"])
+
+
+@pytest.mark.slow  # ~7 s: one trial and two evaluations of its state
+def test_schedule_free_is_measured_at_its_evaluation_params(tmp_path):
+  from wsd_jax import train
+  from wsd_jax.studies.algoperf.workloads import digits
+  from wsd_jax.train import evaluation
+  root = str(tmp_path)
+  benchmark.run_study(subs_lib.get("schedule_free"), tiny(20), root, 0, 1)
+  d = benchmark.trial_dir(root, "schedule_free", 0, "tiny", 0)
+  s, state = train.load_state(d, 20)
+  at_x = train.evaluate(s, evaluation.eval_params(state))["eval_loss"]
+  at_y = train.evaluate(s, state.params)["eval_loss"]
+  m = layout.read_trial(root, "schedule_free", 0, "tiny", 0)
+  assert m["validation/loss"][-1] == pytest.approx(at_x, rel=1e-6)
+  assert abs(at_x - at_y) > 1e-3  # the two parameter sets differ
+  # the digits error rate restores checkpoints: the same evaluation params
+  assert digits.eval_params is evaluation.eval_params
+
+
+@pytest.mark.slow  # ~12 s: one WSD-S trial and the WSD population of 3
+def test_wsd_s_anytime_table(tmp_path):
+  root = str(tmp_path)
+  w = tiny(60)
+  benchmark.run_study(subs_lib.get("wsd_s"), w, root, 0, 1,
+                      target=TINY_TARGET)
+  rows = anytime.table(root, w, 0)
+  d = benchmark.trial_dir(root, "wsd_s", 0, "tiny", 0)
+  sched = runs.Run(d).schedule
+  assert [r["steps"] for r in rows] == list(sched.checkpoint_steps) == [
+      20, 40, 60]
+  f, peak = float(sched.decay_fraction), float(sched.peak_value)
+  for r in rows:
+    assert r["wsd_s"] == pytest.approx(runs.Run(d).eval_at(r["steps"]),
+                                       rel=1e-6)
+    wsd = runs.Run(anytime.wsd_dir(root, 0, "tiny", r["steps"]))
+    assert wsd.eval_at(r["steps"]) == pytest.approx(r["wsd"], rel=1e-6)
+    # a WSD run of S_i steps, same peak, warmup and decay fraction
+    assert wsd.schedule.total_steps == r["steps"]
+    assert float(wsd.schedule.peak_value) == pytest.approx(peak)
+    assert wsd.schedule.decay_steps == max(1, round(f * r["steps"]))
+    assert wsd.schedule.warmup_steps == sched.warmup_steps
+  # before WSD-S's first restart both are the same run
+  assert rows[0]["wsd_s"] == pytest.approx(rows[0]["wsd"], rel=1e-5)
+
+
+def test_wsd_s_decays_end_on_the_evaluation_grid():
+  sub = subs_lib.get("wsd_s")
+  for w in workloads.registry().values():
+    for p in search.points(sub.search_space, 8, seed=1):
+      c = sub.build(p, w.config(), w.max_steps, w.max_steps)
+      ends = schedules.from_config(c.schedule.to_dict()).checkpoint_steps
+      assert tuple(ends) == subs_lib.wsd_s_ends(w.max_steps, w.eval_every)
+      assert all(int(e) % w.eval_every == 0 for e in ends)
+      assert int(ends[-1]) == w.max_steps
+
+
+@pytest.mark.slow  # ~1.6 s: the app and its imports
+def test_autolrs_refuses_clearly_when_missing(tmp_path, monkeypatch):
+  import types
+  from wsd_jax.studies.algoperf import app
+
+  def missing(name):
+    raise ImportError(f"No module named {name!r}")
+  monkeypatch.setattr(adaptive, "importlib",
+                      types.SimpleNamespace(import_module=missing))
+  assert not adaptive.available(subs_lib.get("autolrs"))
+  assert adaptive.available(subs_lib.get("adam_hd"))
+  with pytest.raises(RuntimeError, match="AutoLRS not available"):
+    app.run(str(tmp_path), workloads=["bigram_quick"],
+            submissions=["autolrs"], studies=1, trials=1)
+  assert not os.path.exists(os.path.join(str(tmp_path), "submissions"))
+
+
+def test_default_set_holds_every_submission():
+  from wsd_jax.studies.algoperf import app
+  assert set(app.DEFAULT_SUBMISSIONS) == set(subs_lib.SUBMISSIONS)
+
+
+@pytest.mark.slow  # ~6 s: one 7-step run (AutoLRS itself is stubbed)
+def test_autolrs_time_counts_exploration(tmp_path, monkeypatch):
+  import json
+  import types
+  from wsd_jax import train
+  from wsd_jax.adaptive import autolrs
+  calls = []
+
+  def fake_train(config, workdir, **kwargs):
+    """The main run trains as usual; two exploration runs of 1.5 s and
+    2.5 s in stage 0; compute_steps as the module's rule gives them."""
+    calls.append(kwargs)
+    train.train_and_evaluate(config, workdir)
+    stages = autolrs.plan(int(config.train.steps),
+                          autolrs.params(config, **kwargs))
+    rows = rundir.read_metrics(workdir)
+    for r in rows:
+      r["compute_steps"] = autolrs.compute_steps(r["step"], stages,
+                                                 kwargs["k"])
+    rundir.write_text(os.path.join(workdir, rundir.METRICS),
+                      "".join(json.dumps(r) + "\n" for r in rows))
+    rundir.write_json(autolrs.stage_path(workdir, 0),
+                      {"start_step": 0, "trials": [{}, {}]})
+    for i, t in enumerate((1.5, 2.5)):
+      d = autolrs.trial_dir(workdir, 0, i)
+      rundir.write_json(rundir.run_path(d), {"name": f"trial_{i}"})
+      rundir.write_text(os.path.join(d, rundir.METRICS), json.dumps(
+          {"step": 5, "train_time_s": t}) + "\n")
+
+  fake = types.SimpleNamespace(**{n: getattr(autolrs, n) for n in (
+      "params", "plan", "compute_steps", "read_stages", "trial_dir")},
+                               train=fake_train)
+  monkeypatch.setattr(adaptive, "autolrs_module", lambda: fake)
+  root, w = str(tmp_path), tiny(60)
+  benchmark.run_study(subs_lib.get("autolrs"), w, root, 0, 1,
+                      target=TINY_TARGET, rerun_best=True)
+  # budget 60: tau = 7, tau' = 5, k = 10; stage 1 would begin at step 7
+  # (compute 7 + 50 + 100), so the main run trains 7 steps, compute 57
+  (kw,) = calls
+  assert (kw["k"], kw["tau"], kw["tau_prime"]) == (10, 7, 5)
+  d = benchmark.trial_dir(root, "autolrs", 0, "tiny", 0)
+  run = runs.Run(d)
+  assert run.last_step == 7
+  m = layout.read_trial(root, "autolrs", 0, "tiny", 0)
+  np.testing.assert_array_equal(m["global_step"], [57])
+  t_steps, t = run.column("train_time_s")
+  assert m["score"][-1] == pytest.approx(np.interp(7, t_steps, t) + 4.0)
+  assert layout.read_clock(root, "autolrs", 0, "tiny")["clocks"] == ["alone"]

@@ -8,26 +8,26 @@ import sys
 import time
 from typing import Sequence
 
-import jax
 import ml_collections
 
 from wsd_jax.data import corpus
 from wsd_jax.runs import rundir
-from wsd_jax.studies.algoperf import benchmark, report, targets
+from wsd_jax.studies.algoperf import (adaptive, anytime, benchmark, layout,
+                                      report, targets)
 from wsd_jax.studies.algoperf import submissions as subs_lib
 from wsd_jax.studies.algoperf import workloads as workloads_lib
 
 DEFAULT_WORKLOADS = ("bigram", "digits", "mlp_text", "gpt_nano")
 DEFAULT_SUBMISSIONS = ("cosine", "constant", "wsd_linear", "wsd_1sqrt",
-                       "wsd_s", "rex", "uba")
+                       "wsd_s", "rex", "uba", "schedule_free", "adam_hd",
+                       "refined_oracle", "refined_on_the_clock", "autolrs")
 QUALIFICATION = ("bigram", "digits", "mlp_text")
 
 
 def device() -> str:
   """The device the seconds come from, in words."""
-  d = jax.devices()[0]
-  kind = getattr(d, "device_kind", d.platform)
-  return (f"{jax.device_count()} x {kind} ({d.platform}), "
+  d = layout.device()
+  return (f"{d['device_count']} x {d['device_kind']} ({d['platform']}), "
           f"{platform.machine()} host")
 
 
@@ -62,17 +62,22 @@ def set_targets(workdir: str, names: Sequence[str], num_trials: int = 64,
 def run(workdir: str, *, quick: bool = False,
         workloads: Sequence[str] | None = None,
         submissions: Sequence[str] | None = None, studies: int | None = None,
-        trials: int | None = None, targets_file: str | None = None) -> dict:
+        trials: int | None = None, targets_file: str | None = None,
+        rerun_best: bool | None = None) -> dict:
   """Trains (resumes) every (submission, study, workload) and writes the
   scores, time to targets, figures and report into ``workdir``.
 
   ``quick``: ``bigram_quick``, 3 submissions, 1 study x 2 trials.
+  ``rerun_best`` (default: not ``quick``): each study's best trial is
+  trained again alone for its seconds. The default submissions leave out
+  AutoLRS when ``wsd_jax.adaptive.autolrs`` is missing; named, it refuses.
   """
   start = time.perf_counter()
+  rerun_best = (not quick) if rerun_best is None else bool(rerun_best)
   names = list(workloads or (("bigram_quick",) if quick else
                              DEFAULT_WORKLOADS))
-  subs = list(submissions or (subs_lib.QUICK if quick else
-                              DEFAULT_SUBMISSIONS))
+  subs = list(submissions or (subs_lib.QUICK if quick else [
+      s for s in DEFAULT_SUBMISSIONS if adaptive.available(subs_lib.get(s))]))
   studies = int(studies or (1 if quick else 3))
   trials = int(trials or (2 if quick else 5))
   ws = [workloads_lib.get(n) for n in names]
@@ -82,26 +87,33 @@ def run(workdir: str, *, quick: bool = False,
                      "python -m experiments.algoperf_targets --workloads="
                      + ",".join(missing))
   for s in subs:
-    subs_lib.get(s)
+    if not adaptive.available(subs_lib.get(s)):
+      adaptive.autolrs_module()  # raises "AutoLRS not available: ..."
   rundir.write_json(rundir.join(workdir, "targets.json"), {
       w.name: {k: v for k, v in all_targets[w.name].items()
                if k != "provenance"} | {"step_hint": w.step_hint,
                                          "max_steps": w.max_steps,
                                          "eval_every": w.eval_every}
       for w in ws})
-  corpus_info = {}
+  corpus_info, bases = {}, {}
   for w in ws:
     base, info = base_config(w, workdir)
+    bases[w.name] = base
     corpus_info.update({w.name: info} if info else {})
     for s in subs:
       for k in range(studies):
-        benchmark.run_study(subs_lib.get(s), w, workdir, k, trials, base)
+        benchmark.run_study(subs_lib.get(s), w, workdir, k, trials, base,
+                            all_targets[w.name]["target"], rerun_best)
   rows = benchmark.time_to_targets(workdir, subs, ws, all_targets, studies,
                                    trials)
   table = benchmark.score_table(rows)
-  info = {"device": device(), "workloads": names, "submissions": subs,
-          "studies": studies, "trials": trials, "corpus": corpus_info,
+  any_rows = (anytime.tables(workdir, ws, studies, bases)
+              if anytime.SOURCE in subs else [])
+  info = {"device": device(), **layout.device(), "workloads": names,
+          "submissions": subs, "studies": studies, "trials": trials,
+          "rerun_best": rerun_best, "corpus": corpus_info,
           "argv": " ".join(sys.argv),
           "wall_s": round(time.perf_counter() - start, 1)}
-  report.write_all(workdir, ws, subs, all_targets, rows, table, info)
+  report.write_all(workdir, ws, subs, all_targets, rows, table, info,
+                   any_rows)
   return {"rows": rows, "scores": table, "info": info}

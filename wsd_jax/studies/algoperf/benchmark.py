@@ -1,44 +1,38 @@
 """The benchmark: plans each (submission, study, workload) as one population
-of trials, trains it, and writes AlgoPerf's layout (DESIGN.md)::
-
-  DIR/targets.json
-  DIR/submissions/SUB/study_K/WORKLOAD_jax/trial_I/   a run directory, plus
-      eval_measurements.csv   global_step, score (training seconds), metric
-      hparams.json            the trial's point of the search space
+of trials, trains it, and writes AlgoPerf's layout (``layout.py``).
 
 ``score`` is the trainer's ``train_time_s`` (compilation counts; evaluation,
 logging and checkpointing do not). The trials of a study train as one
-vmapped program and share its clock: a trial's seconds are its
-population's. Each (submission, study, workload) is resumable: a finished
-one is skipped, an interrupted one resumes from its checkpoints.
+vmapped program and share its clock; with ``rerun_best`` the study's best
+trial is trained again alone and its ``score`` becomes that run's clock
+(``clock.json`` says which seconds each trial holds). Each (submission,
+study, workload) is resumable: a finished one is skipped, an interrupted one
+resumes from its checkpoints.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import zlib
 from typing import Any, Iterable, Mapping, Sequence
 
+import ml_collections
 import numpy as np
-from etils import epath
 
 from wsd_jax import runs
 from wsd_jax.runs import rundir
 from wsd_jax.studies import common
-from wsd_jax.studies.algoperf import scoring, search
+from wsd_jax.studies.algoperf import adaptive, layout, scoring, search
 from wsd_jax.studies.algoperf import submissions as subs_lib
+from wsd_jax.studies.algoperf.layout import (MEASUREMENTS, load_trials,
+                                             measurements, read_csv,
+                                             trial_dir, write_csv)
 from wsd_jax.studies.algoperf.workloads import Workload
 
+__all__ = ["MEASUREMENTS", "load_trials", "measurements", "read_csv",
+           "trial_dir", "write_csv"]
+
 TAG = "algoperf"
-MEASUREMENTS = "eval_measurements.csv"
 TIME_COLS = {"steps": "global_step", "seconds": "score"}
-
-
-def trial_dir(root: str, submission: str, study: int, workload: str,
-              trial: int) -> str:
-  return rundir.join(root, "submissions", submission, f"study_{study}",
-                     f"{workload}_jax", f"trial_{trial}")
 
 
 def study_seed(submission: str, study: int) -> int:
@@ -62,72 +56,91 @@ def specs(sub: subs_lib.Submission, w: Workload, root: str, study: int,
   out = []
   for i, p in enumerate(trial_points(sub, study, num_trials)):
     c = sub.build(p, base, w.max_steps, w.max_steps)
-    c.seed = 1000 * study + i
+    c.seed = layout.trial_seed(study, i)
     out.append(runs.RunSpec(c, trial_dir(root, sub.name, study, w.name, i)))
   return out
 
 
-def measurements(w: Workload, run_dir: str) -> dict[str, np.ndarray]:
-  """The AlgoPerf columns of a finished trial: every evaluation's
-  ``global_step``, ``score`` (training seconds there) and metric."""
-  run = runs.Run(run_dir)
-  steps, losses = run.eval_curve()
-  t_steps, t = run.column("train_time_s")
-  seconds = np.interp(steps, t_steps, t) if t_steps.size else steps * np.nan
-  values = (np.asarray(w.error_rate(run_dir, steps), np.float64)
-            if w.error_rate else losses)
-  return {"global_step": steps, "score": seconds, w.metric: values}
-
-
-def write_csv(path: str, columns: Mapping[str, Sequence[Any]]) -> None:
-  out = io.StringIO()
-  writer = csv.writer(out, lineterminator="\n")
-  names = list(columns)
-  writer.writerow(names)
-  for row in zip(*(columns[n] for n in names)):
-    writer.writerow([_cell(v) for v in row])
-  rundir.write_text(path, out.getvalue())
-
-
-def _cell(v: Any) -> Any:
-  if isinstance(v, (float, np.floating)):
-    return repr(float(v))
-  return v.item() if hasattr(v, "item") else v
-
-
-def read_csv(path: str) -> dict[str, np.ndarray]:
-  """A CSV written by :func:`write_csv` as float columns."""
-  rows = list(csv.reader(io.StringIO(epath.Path(path).read_text())))
-  return {n: np.asarray([float(r[j]) for r in rows[1:]], np.float64)
-          for j, n in enumerate(rows[0])}
-
-
-def done(root: str, sub: str, study: int, w: str, num_trials: int) -> bool:
-  return all(rundir.exists(rundir.join(trial_dir(root, sub, study, w, i),
-                                       MEASUREMENTS))
-             for i in range(num_trials))
+def done(root: str, sub: str, study: int, w: str, num_trials: int,
+         rerun_best: bool = False) -> bool:
+  """Every trial's measurements are written, and (``rerun_best``) the best
+  trial's seconds are its own."""
+  clock = layout.read_clock(root, sub, study, w)
+  return clock is not None and (clock["rerun"] or not rerun_best) and all(
+      rundir.exists(rundir.join(trial_dir(root, sub, study, w, i),
+                                MEASUREMENTS)) for i in range(num_trials))
 
 
 def run_study(sub: subs_lib.Submission, w: Workload, root: str, study: int,
-              num_trials: int, base=None) -> bool:
-  """Trains one study of ``sub`` on ``w`` (all trials as one population
-  where their structure agrees) and writes its trials' files; False when
-  it was already done."""
-  if done(root, sub.name, study, w.name, num_trials):
+              num_trials: int, base=None, target: float | None = None,
+              rerun_best: bool = False) -> bool:
+  """Trains one study of ``sub`` on ``w`` and writes its trials' files and
+  ``clock.json``; False when it was already done.
+
+  A ``population`` study trains its trials as one vmapped program where
+  their structure agrees; ``refined`` and ``autolrs`` ones are in
+  ``adaptive.py``. ``target`` picks the best trial (a refined study's
+  source, the trial ``rerun_best`` trains again alone).
+  """
+  if done(root, sub.name, study, w.name, num_trials, rerun_best):
     return False
-  todo = specs(sub, w, root, study, num_trials, base)
-  common.train_stage(TAG, f"{sub.name} study {study} on {w.name}", todo)
-  for spec, point in zip(todo, trial_points(sub, study, num_trials)):
-    rundir.write_json(rundir.join(spec.workdir, "hparams.json"), point)
-    write_csv(rundir.join(spec.workdir, MEASUREMENTS),
-              measurements(w, spec.workdir))
+  base = base if base is not None else w.config()
+  target = float("nan") if target is None else float(target)
+  points = trial_points(sub, study, num_trials)
+  if sub.kind == "population":
+    todo = specs(sub, w, root, study, num_trials, base)
+    common.train_stage(TAG, f"{sub.name} study {study} on {w.name}", todo)
+    for spec, point in zip(todo, points):
+      layout.write_trial(w, spec.workdir, point)
+    clocks = [_shared(num_trials)] * num_trials
+  elif sub.kind == "refined":
+    source = subs_lib.get(sub.source)
+    run_study(source, w, root, study, num_trials, base, target, rerun_best)
+    if sub.runs_of:  # the same runs, the source trial counted
+      run_study(subs_lib.get(sub.runs_of), w, root, study, num_trials, base,
+                target, rerun_best)
+      adaptive.write_on_the_clock(sub, w, root, study, num_trials)
+      layout.write_clock(root, sub.name, study, w.name, layout.read_clock(
+          root, sub.runs_of, study, w.name) | {"source_counted": True})
+      return True
+    clocks = [adaptive.train_refined(sub, w, root, study, points, base)
+              ] * num_trials
+  elif sub.kind == "autolrs":
+    adaptive.train_autolrs(sub, w, root, study, points, base)
+    clocks = ["alone"] * num_trials
+  else:
+    raise ValueError(f"submission {sub.name}: unknown kind {sub.kind!r}")
+  best = layout.best_trial(load_trials(root, sub.name, study, w.name,
+                                       num_trials), w.metric, target,
+                           w.minimize)
+  clock = {"best_trial": best, "clocks": clocks, "rerun": rerun_best}
+  if rerun_best and clocks[best] == "population":
+    clock["population_score"] = rerun_alone(sub, w, root, study, best)
+    clocks[best] = "alone"
+  layout.write_clock(root, sub.name, study, w.name, clock)
   return True
 
 
-def load_trials(root: str, sub: str, study: int, w: str, num_trials: int
-                ) -> list[dict[str, np.ndarray]]:
-  return [read_csv(rundir.join(trial_dir(root, sub, study, w, i),
-                               MEASUREMENTS)) for i in range(num_trials)]
+def _shared(num_trials: int) -> str:
+  """The clock of a population's member (one member trains alone)."""
+  return "population" if num_trials > 1 else "alone"
+
+
+def rerun_alone(sub: subs_lib.Submission, w: Workload, root: str,
+                study: int, trial: int) -> list[float]:
+  """Trains trial ``trial`` again as a run of its own (same config and
+  seed) under ``DIR/alone/`` and makes that run's clock the trial's
+  ``score``; returns the population's seconds it replaces."""
+  d = trial_dir(root, sub.name, study, w.name, trial)
+  alone = trial_dir(root, sub.name, study, w.name, trial, under="alone")
+  config = ml_collections.ConfigDict(runs.Run(d).config)
+  common.train_stage(TAG, f"{sub.name} study {study} on {w.name}: best "
+                     f"trial {trial} alone", [runs.RunSpec(config, alone)])
+  m = layout.read_trial(root, sub.name, study, w.name, trial)
+  t_steps, t = runs.Run(alone).column("train_time_s")
+  write_csv(rundir.join(d, MEASUREMENTS),
+            m | {"score": np.interp(m["global_step"], t_steps, t)})
+  return m["score"].tolist()
 
 
 def time_to_targets(root: str, subs: Iterable[str], workloads: Sequence[
@@ -147,12 +160,9 @@ def time_to_targets(root: str, subs: Iterable[str], workloads: Sequence[
         for key, col in TIME_COLS.items():
           per_study[key].append(scoring.study_time(trials, w.metric, target,
                                                    col, w.minimize))
-        idx = [scoring.first_reached(t[w.metric], target, w.minimize)
-               for t in trials]
-        hits = [(j, i) for i, j in enumerate(idx) if j >= 0]
-        best.append(min(hits)[1] if hits else
-                    int(np.argmin([np.nanmin(t[w.metric]) for t in trials])))
-        reached += bool(hits)
+        best.append(layout.best_trial(trials, w.metric, target, w.minimize))
+        reached += any(scoring.first_reached(t[w.metric], target,
+                                             w.minimize) >= 0 for t in trials)
       out.append({"submission": s, "workload": w.name,
                   **{key: scoring.median_over_studies(v)
                      for key, v in per_study.items()},

@@ -14,9 +14,10 @@ import numpy as np
 from wsd_jax import plots, reports, runs
 from wsd_jax.plots import plt
 from wsd_jax.runs import rundir
-from wsd_jax.studies.algoperf import benchmark, scoring
+from wsd_jax.studies.algoperf import adaptive, benchmark, layout, scoring
 
 TOL = 1.1  # "matches": within 10% of the other's time to target (steps)
+TOL_ANYTIME = 1.01  # WSD-S "matches" WSD: metric within 1% at equal compute
 
 
 def profile_figure(times: Mapping[str, Mapping[str, float]], path: str,
@@ -84,9 +85,10 @@ def robustness_figure(points: Mapping[str, Mapping[str, list[tuple]]],
   plots.save(fig, path)
 
 
-def claims(table: Sequence[dict], rows: Sequence[dict]) -> list[dict]:
+def claims(table: Sequence[dict], rows: Sequence[dict],
+           anytime_rows: Sequence[dict] = ()) -> list[dict]:
   """Verdicts on claims of the papers that this benchmark can test (on time
-  to target in steps; ``not tested`` when a submission is absent)."""
+  to target in steps; left out when a submission is absent)."""
   t = {}
   for r in rows:
     t.setdefault(r["submission"], {})[r["workload"]] = r["steps"]
@@ -129,12 +131,52 @@ def claims(table: Sequence[dict], rows: Sequence[dict]) -> list[dict]:
                 "verdict": "supported" if ok else "not supported",
                 "criterion": "lower benchmark score (steps) than cosine",
                 "evidence": [(s, score[s]) for s in ("constant", "cosine")]})
+  if {"refined_oracle", "wsd_linear"} <= set(t):
+    ok = score["refined_oracle"] > score["wsd_linear"]
+    out.append({"claim": "refining a linear-decay run's schedule speeds it "
+                         "up (Defazio et al.)",
+                "verdict": "supported" if ok else "not supported",
+                "criterion": "refined_oracle scores higher (steps) than "
+                             "wsd_linear, its source",
+                "evidence": [(s, score[s]) for s in ("refined_oracle",
+                                                     "wsd_linear")]})
+  if anytime_rows:
+    ok = all(r["wsd_s"] <= TOL_ANYTIME * r["wsd"] for r in anytime_rows)
+    out.append({"claim": "WSD-S's decayed models match separate WSD runs at "
+                         "equal compute (Wen et al.)",
+                "verdict": "supported" if ok else "not supported",
+                "criterion": f"at every S_i the WSD-S metric is within "
+                             f"{TOL_ANYTIME - 1:.0%} of the WSD run's",
+                "evidence": [(r["workload"], r["steps"], r["wsd_s"],
+                              r["wsd"]) for r in anytime_rows]})
   return out
 
 
+def realised_lrs(run_dir: str) -> np.ndarray:
+  """The LR of every update: logged per step (an adaptive method's own), or
+  the schedule's (runs without per-step logs)."""
+  run = runs.Run(run_dir)
+  try:
+    return run.per_step("lr")
+  except ValueError:
+    return run.lrs()
+
+
+def clocks(root: str, subs: Sequence[str], ws, studies: int) -> dict:
+  """How many trials' seconds are of each clock (``clock.json``)."""
+  count = {}
+  for s in subs:
+    for w in ws:
+      for k in range(studies):
+        for c in (layout.read_clock(root, s, k, w.name) or {}).get(
+            "clocks", []):
+          count[c] = count.get(c, 0) + 1
+  return count
+
+
 def write_all(root: str, ws, subs: Sequence[str], targets: Mapping,
-              rows: Sequence[dict], table: Sequence[dict], info: dict
-              ) -> None:
+              rows: Sequence[dict], table: Sequence[dict], info: dict,
+              anytime_rows: Sequence[dict] = ()) -> None:
   """Writes every output of the benchmark into ``root``."""
   benchmark.write_csv(rundir.join(root, "time_to_targets.csv"), {
       k: [r[k] for r in rows] for k in ("submission", "workload", "steps",
@@ -162,9 +204,8 @@ def write_all(root: str, ws, subs: Sequence[str], targets: Mapping,
               and r["workload"] == w.name][0]["best_trials"]
       series[s] = []
       for k, i in enumerate(best):
-        d = benchmark.trial_dir(root, s, k, w.name, i)
-        m = benchmark.read_csv(rundir.join(d, benchmark.MEASUREMENTS))
-        lrs = runs.Run(d).lrs()  # the LR of every update, from run.json
+        m = layout.read_trial(root, s, k, w.name, i)
+        lrs = realised_lrs(adaptive.run_dir(root, s, k, w.name, i))
         lsteps = np.arange(len(lrs))
         series[s].append((m["global_step"], m[w.metric], lsteps, lrs))
       robust.setdefault(w.name, {})[s] = [
@@ -178,13 +219,18 @@ def write_all(root: str, ws, subs: Sequence[str], targets: Mapping,
                   rundir.join(root, f"curves_{w.name}.png"),
                   f"{w.name}: best trial of each study")
   robustness_figure(robust, rundir.join(root, "robustness.png"))
-  verdicts = claims(table, rows)
+  if anytime_rows:
+    benchmark.write_csv(rundir.join(root, "anytime.csv"), {
+        k: [r[k] for r in anytime_rows] for k in ("workload", "study",
+                                                  "steps", "wsd_s", "wsd")})
+  verdicts = claims(table, rows, anytime_rows)
+  info = info | {"clocks": clocks(root, subs, ws, info["studies"])}
   rundir.write_json(rundir.join(root, "report.json"), _plain(
       {"info": info, "scores": table, "claims": verdicts,
-       "time_to_targets": rows}))
+       "time_to_targets": rows, "anytime": list(anytime_rows)}))
   rundir.write_text(rundir.join(root, "report.md"),
                     markdown(ws, targets, rows, table, verdicts, robust,
-                             info))
+                             info, anytime_rows))
 
 
 def _plain(x):
@@ -196,17 +242,38 @@ def _plain(x):
   return x.item() if hasattr(x, "item") else x
 
 
-def markdown(ws, targets, rows, table, verdicts, robust, info) -> str:
+def seconds_note(info: dict) -> str:
+  """Which seconds the report's ``score`` columns hold."""
+  n = info.get("clocks", {})
+  return ("Seconds (`score`) are training seconds: compilation counts; "
+          "evaluation, logging and checkpointing do not. The trials of a "
+          "study train as one vmapped program and share its clock: "
+          f"{n.get('population', 0)} trial(s) hold their population's "
+          f"seconds, {n.get('alone', 0)} the seconds of a run of their own "
+          "(each study's best trial rerun alone"
+          + ("" if info.get("rerun_best") else " — off in this invocation")
+          + "; one-trial studies, refined trials trained one by one, "
+          "AutoLRS with its exploration runs' seconds added). "
+          "`refined_on_the_clock` adds its source trial's steps and seconds. "
+          "A study's time to target is its best trial's, so "
+          + ("with the rerun these are single-run seconds. " if
+             info.get("rerun_best") else "these are population seconds "
+             "where a study has several trials. ") +
+          "Never compare seconds across devices.")
+
+
+def markdown(ws, targets, rows, table, verdicts, robust, info,
+             anytime_rows=()) -> str:
   """``report.md``."""
   out = ["# AlgoPerf-style comparison of LR schedules\n",
-         f"Device (seconds): {info['device']}. {info['studies']} studies x "
-         f"{info['trials']} trials per submission and workload. Seconds: "
-         "the training clock of the study's population (its trials train as "
-         "one vmapped program and share it; compilation counts, evaluation "
-         "and checkpointing do not); never compare them across devices. "
+         f"Device (seconds): {info['device']} (`device_kind` "
+         f"{info.get('device_kind')}, platform {info.get('platform')}). "
+         f"{info['studies']} studies x {info['trials']} trials per "
+         "submission and workload. "
          f"Wall time of this invocation {info['wall_s']:.0f} s (finished "
          "studies are reused, not retrained). Command: "
          f"`{info['argv']}`\n",
+         seconds_note(info) + "\n",
          "## Scores\n",
          reports.markdown_table(
              ["submission", "score (steps)", "score (seconds)",
@@ -229,6 +296,18 @@ def markdown(ws, targets, rows, table, verdicts, robust, info) -> str:
           f"{sum(h for _, h in robust[w.name][r['submission']])}/"
           f"{len(robust[w.name][r['submission']])}"]
          for r in rows if r["workload"] == w.name], digits=3))
+  if anytime_rows:
+    out.append("## WSD-S anytime: its decayed models vs WSD runs at equal "
+               "compute\n\nThe best WSD-S trial of each study at the end "
+               "of each of its decays (S_i) vs a WSD run of S_i steps with "
+               "the same peak, warmup, decay fraction and seed (lower is "
+               "better).\n")
+    out.append(reports.markdown_table(
+        ["workload", "study", "S_i (steps)", "WSD-S", "WSD (S_i steps)",
+         "WSD-S / WSD"],
+        [[r["workload"], r["study"], r["steps"], r["wsd_s"], r["wsd"],
+          r["wsd_s"] / r["wsd"] if r["wsd"] else float("nan")]
+         for r in anytime_rows], digits=4))
   out.append("## Claims\n")
   out.append(reports.markdown_table(
       ["claim", "verdict", "criterion"],
