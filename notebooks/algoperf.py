@@ -35,10 +35,11 @@ if "google.colab" in sys.modules:
 # (`submissions/SUB/study_K/WORKLOAD_jax/trial_I/eval_measurements.csv`),
 # `scores.csv`, `time_to_targets.csv`, the figures and `report.md`.
 #
-# The quick form: the `bigram_quick` workload (a bigram table on the
-# synthetic bigram corpus, target committed in the package), one study.
-# With so few trials the scores are noisy, not findings. `WSD_JAX_QUICK=1`
-# shrinks it to CI size.
+# The defaults below are `--quick`'s: the `bigram_quick` workload (a bigram
+# table on the synthetic bigram corpus; its target is committed in the
+# package), three submissions, one study of two trials. With so few trials
+# the scores are noisy, not findings. `WSD_JAX_QUICK=1` shrinks it to CI
+# size.
 
 # %%
 import os
@@ -48,11 +49,12 @@ import matplotlib.pyplot as plt
 
 from wsd_jax import reports
 from wsd_jax.studies.algoperf import app
+from wsd_jax.studies.algoperf import submissions as submissions_lib
 
 QUICK = os.environ.get("WSD_JAX_QUICK") == "1"
 
 workloads = "bigram_quick"  # @param {type:"string"}
-submissions = "cosine,constant,wsd_linear,wsd_1sqrt,wsd_s"  # @param {type:"string"}
+submissions = "cosine,constant,wsd_linear"  # @param {type:"string"}
 studies = 1  # @param {type:"integer"}
 trials = 2  # @param {type:"integer"}
 workdir = ""  # @param {type:"string"}
@@ -60,6 +62,9 @@ if QUICK:
   submissions, trials = "cosine,wsd_linear", 1
 workdir = workdir or tempfile.mkdtemp(prefix="wsd_jax_algoperf_")
 print("workdir:", workdir)
+print("submissions to choose from:")
+for sub in submissions_lib.SUBMISSIONS.values():
+  print(f"  {sub.name:22s} {sub.description}")
 
 
 def show(path):
