@@ -42,7 +42,8 @@ command resumes and reuses every finished trial)::
     WORKDIR/autolrs/stage_J/stage.json    steps, each trial's LR, loss series,
                                           forecast (a, b, c, value), how it was
                                           proposed, the choice, done flags
-    WORKDIR/autolrs/stage_J/trial_I/      the trial's run directory
+    WORKDIR/autolrs/stage_J/trial_I/      the trial's run directory (its
+                                          parent: the main run, ../../..)
 
 Defaults scaled to short runs (a deviation from the paper, whose values are
 for runs of 10^5 steps and more: ``k = 10``, ``tau' = 100``, ``tau = 1000``,
@@ -62,7 +63,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from typing import Any
 
 import ml_collections
@@ -229,10 +229,9 @@ def _trial_record(workdir: str, stage: Stage, trial: int, lr: float,
   """A finished trial: its LR, losses and forecast of the stage's end."""
   tdir = trial_dir(workdir, stage.index, trial)
   losses = _losses(tdir, stage.start, stage.tau_prime)
-  record = {"trial": trial, "lr": lr, "workdir": os.path.relpath(
-      tdir, stage_dir(workdir, stage.index)) if not rundir.is_url(tdir)
-            else tdir, "losses": losses, "proposal": proposal,
-            "forecast": None, "diverged": True, "told": DIVERGED}
+  record = {"trial": trial, "lr": lr, "workdir": f"trial_{trial}",
+            "losses": losses, "proposal": proposal, "forecast": None,
+            "diverged": True, "told": DIVERGED}
   if all(v is not None for v in losses):
     try:
       f = search.forecast(losses, stage.tau)
@@ -281,7 +280,7 @@ class _Controller:
     c.train.update(train_fields)
     return c
 
-  def trial_spec(self, stage: Stage, trial: int, lr: float) -> "runs.RunSpec":
+  def trial_spec(self, stage: Stage, trial: int, lr: float) -> runs.RunSpec:
     """A trial: ``tau'`` steps at ``lr`` from the stage's snapshot, every
     step's loss logged."""
     t = stage.tau_prime
@@ -293,11 +292,9 @@ class _Controller:
     if stage.start:
       start = runs.Start(rundir.checkpoint_dir(self.workdir), stage.start,
                          schedule=runs.Run(self.workdir).schedule)
-    tdir = trial_dir(self.workdir, stage.index, trial)
-    parent = (os.path.relpath(self.workdir, tdir) if not rundir.is_url(tdir)
-              else rundir.absolute(self.workdir))
-    return runs.RunSpec(config, tdir, start,
-                        {"parent": parent, "fork_step": stage.start})
+    return runs.RunSpec(config, trial_dir(self.workdir, stage.index, trial),
+                        start, {"parent": "../../..",
+                                "fork_step": stage.start})
 
   def _mark_trial(self, stage: Stage, trial: int, lr: float) -> None:
     tdir = trial_dir(self.workdir, stage.index, trial)
@@ -325,7 +322,16 @@ class _Controller:
   def _record(self, stage: Stage) -> dict:
     path = stage_path(self.workdir, stage.index)
     if rundir.exists(path):
-      return rundir.read_json(path)
+      record = rundir.read_json(path)
+      have = (record["start_step"], record["tau"], record["tau_prime"])
+      if have != (stage.start, stage.tau, stage.tau_prime):
+        raise ValueError(
+            f"{self.workdir}: stage {stage.index} was run as (start, tau, "
+            f"tau') = {have}, but config.train.steps="
+            f"{self.config.train.steps} plans "
+            f"{(stage.start, stage.tau, stage.tau_prime)}; rerun with the "
+            "train.steps of the first run or use a new --workdir")
+      return record
     return {"stage": stage.index, "start_step": stage.start,
             "tau": stage.tau, "tau_prime": stage.tau_prime,
             "variant": self.p.variant, "k": self.p.k,
@@ -369,8 +375,9 @@ class _Controller:
       record = self._record(stage)
       if record["choice"] is None:
         stopped = strategy(self, stage, record, previous)
-        if stopped is not None:
-          return dict(stopped, workdir=self.workdir)
+        if stopped is not None:  # a signal stopped a trial: rerun resumes
+          return {"workdir": self.workdir, "stage": stage.index,
+                  "stopped_by": stopped["stopped_by"]}
         record.update(choice=_choose(record["trials"]), pending=None)
         self.save(record)
       if not record["exploited"]:

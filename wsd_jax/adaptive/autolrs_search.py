@@ -5,22 +5,25 @@ the next LR to try.
 Forecast. A trial's training-loss series ``y[t]`` (``t = 0 .. n-1``: the loss
 after ``t`` updates of the trial) is denoised as in the authors' code
 (``autolrs_server.py``): 10 rounds of a degree-2 smoothing spline
-(``scipy.interpolate.UnivariateSpline``), each dropping the ``round(0.03 n)`` points with the largest residuals among
-those in the first half of the series; the spline through the kept points,
-evaluated at every ``t``, is then fitted with
+(``scipy.interpolate.UnivariateSpline``), each dropping the
+``round(0.03 n)`` points with the largest residuals among those in the first
+half of the series; the spline through the kept points, evaluated at every
+``t``, is then fitted with
 
     y(t) = a * exp(b * t) + c,    b < 0,
 
 by variable projection (for a given ``b``, ``a`` and ``c`` are linear least
 squares), and the forecast is ``y(tau)``: the loss after ``tau`` updates.
+
 Two deviations from that code, both for short, low-noise series: the
-splines smooth with ``s = n * sigma**2``, the noise ``sigma`` estimated
-from the series (the median absolute deviation of its second differences),
-where the code keeps scipy's default ``s = n``, which assumes unit noise: on
-a loss series of order 1 that is a single parabola, which on a fast early
-decay flags the first fifth of the points as outliers and then extrapolates
-over them (a forecast off by far more than the noise); and the code drops *every* first-half point when ``round(0.03 n)`` is 0 (a
-series under 17 points), where this drops none.
+splines smooth with ``s = n * sigma**2``, the noise ``sigma`` estimated from
+the series (the median absolute deviation of its second differences), where
+the code keeps scipy's default ``s = n``, which assumes unit noise: on a loss
+series of order 1 that is a single parabola, which on a fast early decay
+flags the first fifth of the points as outliers and then extrapolates over
+them (a forecast off by far more than the noise); and the code drops *every*
+first-half point when ``round(0.03 n)`` is 0 (a series under 17 points),
+where this drops none.
 
 Search. :class:`GPLCB` is Bayesian optimisation over ``u``, the log-LR
 mapped to ``[0, 1]``: one random initial point, then the minimiser of the
@@ -28,9 +31,10 @@ lower confidence bound ``mu(u) - kappa * sigma(u)`` of a Gaussian process
 (scikit-learn: Matern-5/2 + white noise on normalised targets, as
 scikit-optimize's default GP; the length scale and noise of the highest
 marginal likelihood on a grid) over a dense grid of ``u``, skipping points
-already tried. ``kappa = 1e6`` (the authors' setting, nearly pure exploration: the
-proposals spread over the range and the stage keeps the explored LR with
-the lowest forecast).
+already tried (ties go to the point farthest from those tried).
+``kappa = 1e6`` is the authors' setting (nearly pure exploration: the
+proposals spread over the range, and the stage keeps the
+explored LR with the lowest forecast).
 """
 
 from __future__ import annotations
@@ -217,7 +221,9 @@ class GPLCB:
 
   def _gp(self) -> gaussian_process.GaussianProcessRegressor:
     kernel = (kernels.ConstantKernel(1.0, "fixed")  # targets are normalised
-              * kernels.Matern(0.2, (1e-2, 10.0), nu=2.5)
+              # length scales under a tenth of the range fit two points
+              # best and leave sigma flat (no guidance) between them
+              * kernels.Matern(0.3, (0.1, 10.0), nu=2.5)
               + kernels.WhiteKernel(1e-3, (1e-6, 1.0)))
     gp = gaussian_process.GaussianProcessRegressor(
         kernel, normalize_y=True, optimizer=_grid_optimizer)
@@ -236,9 +242,12 @@ class GPLCB:
     grid = np.linspace(0.0, 1.0, GRID_POINTS)
     mu, sigma = self._gp().predict(grid[:, None], return_std=True)
     lcb = mu - self.kappa * sigma
-    tried = np.min(np.abs(grid[:, None] - np.asarray(self.u)[None]), axis=1)
-    lcb[tried < 0.5 / (GRID_POINTS - 1)] = np.inf
-    i = int(np.argmin(lcb))
+    distance = np.min(np.abs(grid[:, None] - np.asarray(self.u)[None]),
+                      axis=1)
+    lcb[distance < 0.5 / (GRID_POINTS - 1)] = np.inf
+    # ties (sigma at its prior value far from every point): the farthest
+    tie = lcb <= lcb.min() + 1e-9 * max(1.0, abs(lcb.min()))
+    i = int(np.argmax(np.where(tie, distance, -1.0)))
     self.last = {"proposed_by": "gp_lcb", "mu": float(mu[i]),
                  "sigma": float(sigma[i]), "kappa": self.kappa}
     return float(grid[i])
