@@ -210,6 +210,31 @@ _HOOK = textwrap.dedent("""
 """)
 
 
+# Every process raises the same error when the processes disagree, and when
+# a step only process 0 takes fails (the others do not wait for it).
+_AGREE = textwrap.dedent("""
+    from wsd_jax.train import distributed
+    distributed.initialize()
+    import jax
+    from wsd_jax.runs import processes
+    me = jax.process_index()
+
+    def report(fn):
+      try:
+        fn()
+        print("OK")
+      except ValueError as e:
+        print("ERROR", e)
+
+    def in_use():
+      raise ValueError("dir in use")
+    report(lambda: processes.check_same("x", {"same": 1, "seed": me}))
+    report(lambda: processes.check_same("x", {f"key{me}": 1}))
+    report(lambda: processes.on_writer(in_use))
+    processes.barrier("end")
+""")
+
+
 def _pod_commands(tmp_path, config: str, workdir, steps: int, n: int = 2,
                   per_process: dict | None = None):
   """The same command line for every process; only the environment differs
@@ -266,8 +291,23 @@ def test_fake_pod_trains_resumes_and_matches_one_process(tmp_path):
   assert not bad.exists()
   assert "process_1-of-2.json" in os.listdir(pod / "checkpoints" / "20" /
                                              "data")
-  for p in run_together(_pod_commands(tmp_path, config, pod, 40)):
+  # Resume; meanwhile 2 more processes try the collectives' failure paths.
+  address = f"127.0.0.1:{free_port()}"
+  done = run_together(_pod_commands(tmp_path, config, pod, 40) + [
+      ([sys.executable, "-c", _AGREE], env_with_devices(
+          1, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2",
+          JAX_PROCESS_ID=str(i))) for i in (0, 1)])
+  for p in done:
     assert p.returncode == 0, p.stderr[-3000:]
+  for i, p in enumerate(done[2:]):
+    lines = [l for l in p.stdout.splitlines() if l.startswith("ERROR")]
+    assert lines[0].startswith("ERROR the processes do not agree on x: seed "
+                               "(process(es) [1] differ from process 0; "
+                               f"here, process {i}: {i})"), lines
+    assert lines[1].startswith("ERROR the processes do not agree on x: "
+                               "process(es) [1] have other keys"), lines
+    assert lines[2] == ("ERROR dir in use" if i == 0 else
+                        "ERROR process 0 failed: ValueError: dir in use"), lines
   rows = rundir.read_metrics(pod)
   assert_same_curves(rundir.read_metrics(tmp_path / "one"), rows, rtol=2e-5)
   assert [r["step"] for r in rows] == list(range(1, 41))  # once each
