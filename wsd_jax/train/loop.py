@@ -254,7 +254,13 @@ class _Clock:
 
 class _Signals:
   """SIGTERM and SIGINT (Ctrl-C) become a request the loop checks: it saves
-  and stops. A second Ctrl-C interrupts at once."""
+  and stops. A second Ctrl-C interrupts at once.
+
+  With several processes JAX's preemption service catches SIGTERM (a
+  preemption notice) on any host and picks a step every process reaches
+  (``multihost_utils.reached_preemption_sync_point``): all save there and
+  stop together.
+  """
 
   def __init__(self):
     self.received: int | None = None
@@ -266,6 +272,17 @@ class _Signals:
       for sig in (signal.SIGTERM, signal.SIGINT):
         self._old[sig] = signal.signal(sig, self._handle)
     return self
+
+  def poll(self, step: int) -> None:
+    """Called at every step, with the same steps on every process."""
+    if jax.process_count() > 1 and self.received is None:
+      from jax.experimental import multihost_utils
+      try:
+        reached = multihost_utils.reached_preemption_sync_point(step)
+      except RuntimeError:  # the preemption service is disabled
+        return
+      if reached:
+        self.received = signal.SIGTERM
 
   def _handle(self, signum, frame):
     del frame
@@ -394,6 +411,7 @@ def _train(members: list[_Member]) -> list[dict]:
                   for e, a in zip(extras, at)]
         if any(e is not None for e in extras):
           pending = (done, metrics, extras)
+        signals.poll(at[0])
         saves = [a % t.checkpoint_every == 0 or last or bool(signals.received)
                  for a in at]
         if any(saves):
