@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import ml_collections
@@ -63,23 +64,34 @@ _PROCESS = textwrap.dedent("""
 """)
 
 
-def run_together(commands: list[tuple[list[str], dict]], timeout: float = 240
-                 ) -> list[subprocess.CompletedProcess]:
+def run_together(commands: list[tuple[list[str], dict]], timeout: float = 240,
+                 during=None) -> list[subprocess.CompletedProcess]:
   """Runs ``(argv, env)`` commands at once (from the repository root) and
-  waits for all; none outlives the call."""
-  procs = [subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-           for argv, env in commands]
+  waits for all; none outlives the call. ``during(procs)`` is called while
+  they run (their output goes to files, so none blocks on a full pipe)."""
+  files = [(tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+"))
+           for _ in commands]
+  procs = [subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=err,
+                            text=True)
+           for (argv, env), (out, err) in zip(commands, files)]
   done = []
   try:
-    for (argv, _), p in zip(commands, procs):
-      out, err = p.communicate(timeout=timeout)
-      done.append(subprocess.CompletedProcess(argv, p.returncode, out, err))
+    if during is not None:
+      during(procs)
+    for (argv, _), p, (out, err) in zip(commands, procs, files):
+      p.wait(timeout=timeout)
+      out.seek(0)
+      err.seek(0)
+      done.append(subprocess.CompletedProcess(argv, p.returncode, out.read(),
+                                              err.read()))
   finally:
     for p in procs:
       if p.poll() is None:
         p.kill()
         p.wait()
+    for out, err in files:
+      out.close()
+      err.close()
   return done
 
 

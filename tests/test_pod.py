@@ -10,8 +10,10 @@ only process 0 writes run files.
 
 import json
 import os
+import signal
 import sys
 import textwrap
+import time
 import urllib.request
 
 import jax
@@ -21,6 +23,7 @@ import pytest
 from multiproc import (ROOT, assert_same_curves, env_with_devices, free_port,
                        run_together, tiny)
 from tiny import config_file
+from wsd_jax import runs
 from wsd_jax.runs import processes, rundir
 from wsd_jax.train import distributed
 
@@ -267,10 +270,11 @@ def _writes(tmp_path, i: int) -> list[str]:
 @pytest.mark.slow
 def test_fake_pod_trains_resumes_and_matches_one_process(tmp_path):
   """2 processes x 2 devices run one command line with JAX_* variables,
-  train 20 steps, stop, resume to 40 with the same command and more steps,
-  and give the losses of 1 process x 4 devices; only process 0 wrote run
-  files. Meanwhile two processes given different seeds refuse to train,
-  naming the key, and write nothing."""
+  train 20 steps, stop, resume with the same command and more steps until a
+  preemption notice to one of them stops both at one saved step, and give
+  the losses of 1 process x 4 devices; only process 0 wrote run files.
+  Meanwhile two processes given different seeds refuse to train, naming the
+  key, and write nothing."""
   config = config_file(tmp_path, tiny())
   pod, bad = tmp_path / "pod", tmp_path / "bad"
   one = [sys.executable, "-m", "experiments.train", f"--config={config}",
@@ -291,13 +295,32 @@ def test_fake_pod_trains_resumes_and_matches_one_process(tmp_path):
   assert not bad.exists()
   assert "process_1-of-2.json" in os.listdir(pod / "checkpoints" / "20" /
                                              "data")
-  # Resume; meanwhile 2 more processes try the collectives' failure paths.
+  # Resume with more steps. A preemption notice (SIGTERM) to process 1 after
+  # step 40: both processes save at one step and stop. Meanwhile 2 more
+  # processes try the collectives' failure paths.
+  def preempt_after_step_40(procs):
+    deadline = time.monotonic() + 200
+    while time.monotonic() < deadline and all(p.poll() is None
+                                              for p in procs[:2]):
+      if any(r["step"] > 40 for r in rundir.read_metrics(pod)[-3:]):
+        procs[1].send_signal(signal.SIGTERM)
+        return
+      time.sleep(0.2)
   address = f"127.0.0.1:{free_port()}"
-  done = run_together(_pod_commands(tmp_path, config, pod, 40) + [
+  done = run_together(_pod_commands(tmp_path, config, pod, 10**6) + [
       ([sys.executable, "-c", _AGREE], env_with_devices(
           1, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2",
-          JAX_PROCESS_ID=str(i))) for i in (0, 1)])
-  for p in done:
+          JAX_PROCESS_ID=str(i))) for i in (0, 1)],
+                      during=preempt_after_step_40)
+  stopped = []
+  for p in done[:2]:
+    assert p.returncode == 128 + signal.SIGTERM, p.stderr[-3000:]
+    assert "stopped by SIGTERM: saved" in p.stdout, p.stdout
+    stopped.append(int(p.stdout.split(f"{pod}: step ")[1].split(",")[0]))
+  last = stopped[0]
+  assert stopped == [last, last] and last > 40, stopped
+  assert runs.checkpoint_steps(str(pod))[-1] == last
+  for p in done[2:]:
     assert p.returncode == 0, p.stderr[-3000:]
   for i, p in enumerate(done[2:]):
     lines = [l for l in p.stdout.splitlines() if l.startswith("ERROR")]
@@ -309,10 +332,11 @@ def test_fake_pod_trains_resumes_and_matches_one_process(tmp_path):
     assert lines[2] == ("ERROR dir in use" if i == 0 else
                         "ERROR process 0 failed: ValueError: dir in use"), lines
   rows = rundir.read_metrics(pod)
-  assert_same_curves(rundir.read_metrics(tmp_path / "one"), rows, rtol=2e-5)
-  assert [r["step"] for r in rows] == list(range(1, 41))  # once each
+  assert_same_curves(rundir.read_metrics(tmp_path / "one"), rows[:40],
+                     rtol=2e-5)
+  assert [r["step"] for r in rows] == list(range(1, last + 1))  # once each
   per_step = rundir.read_metrics(pod, "per_step.jsonl")
-  assert [r["step"] for r in per_step] == list(range(1, 41))
+  assert [r["step"] for r in per_step] == list(range(1, last + 1))
   assert json.loads((pod / "run.json").read_text())["fork_step"] is None
   assert len(os.listdir(pod / "events")) == 2  # one per command, process 0's
   assert not [f for f in os.listdir(pod) if ".tmp" in f]
