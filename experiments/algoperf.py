@@ -2,13 +2,15 @@ r"""AlgoPerf-style comparison of LR schedules (DESIGN.md).
 
   python -m experiments.algoperf --workdir=/tmp/algoperf --quick      # CI
   python -m experiments.algoperf --workdir=/tmp/algoperf_qual \
-      --workloads=bigram,digits,mlp_text --studies=1 --trials=5        # CPU
+      --workloads=bigram_quick,digits,mlp_text --studies=1 --trials=5  # CPU
   python -m experiments.algoperf --workdir=/tmp/algoperf              # full
 
 Writes AlgoPerf's layout (targets.json, submissions/SUB/study_K/
-WORKLOAD_jax/trial_I/eval_measurements.csv), time_to_targets.csv,
-scores.csv, performance_profile_{steps,seconds}.png, curves_WORKLOAD.png,
-robustness.png and report.md into WORKDIR (``wsd_jax.studies.algoperf``).
+WORKLOAD_jax/trial_I/eval_measurements.csv, and each study's clock.json),
+time_to_targets.csv, scores.csv, performance_profile_{steps,seconds}.png,
+curves_WORKLOAD.png, robustness.png, anytime.csv (with wsd_s) and report.md
+into WORKDIR (``wsd_jax.studies.algoperf``); each study's best trial rerun
+alone under alone/ (--rerun_best, the default except with --quick).
 Rerunning resumes per (submission, study, workload).
 """
 
