@@ -268,3 +268,31 @@ def test_runs_app_reads_a_read_only_run_directory(finished, tmp_path):
   assert "wrote run_runs.png" in result.stdout
   assert (cwd / "run_runs.png").stat().st_size > 5000
   assert not (workdir / "plots").exists()
+
+
+def test_tabulated_runs_resume_and_train_as_one_population(tmp_path):
+  """A run on per-step LRs (a refined or law-optimised schedule) resumes
+  after a stop, and two of them share one vmapped program."""
+  lrs = np.linspace(0.05, 0.0, 40).astype(np.float32)
+  def tab(scale, **train_kw):
+    return tiny_config(schedules.tabulated(lrs * scale), **train_kw)
+  half = str(tmp_path / "half")
+  train_and_evaluate(tab(1.0, steps=20), half)
+  train_and_evaluate(tab(1.0), half)  # resumes at 20: the values are the same
+  full = str(tmp_path / "full")
+  train_and_evaluate(tab(1.0), full)
+  out = train_and_evaluate(tab(1.0), full)  # rerun of a finished run
+  assert out["step"] == 40
+  np.testing.assert_allclose(runs.Run(half).column("loss"),
+                             runs.Run(full).column("loss"), rtol=2e-5)
+  with pytest.raises(runs.ConfigChangedError, match="allow_changes"):
+    train_and_evaluate(tab(0.5), full)  # other values: refused
+  assert schedules.equal(runs.Run(full).schedule, schedules.tabulated(lrs))
+  assert not schedules.equal(runs.Run(full).schedule,
+                             schedules.tabulated(lrs * 0.5))
+  out = train.train_specs([runs.RunSpec(tab(s), str(tmp_path / f"p{s}"))
+                           for s in (1.0, 0.5)])
+  np.testing.assert_allclose(runs.Run(str(tmp_path / "p1.0")).per_step("lr"),
+                             runs.Run(full).per_step("lr"), rtol=1e-6)
+  np.testing.assert_allclose(runs.Run(str(tmp_path / "p0.5")).per_step("lr"),
+                             0.5 * lrs, rtol=1e-6)

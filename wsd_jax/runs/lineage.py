@@ -90,10 +90,11 @@ def check_resume(workdir: str, config: ml_collections.ConfigDict,
 def _continues(effective: schedules.Schedule, schedule: schedules.Schedule,
                step: int) -> bool:
   """Whether ``effective`` already equals ``schedule`` from ``step`` on."""
-  if effective == schedule:
+  if schedules.equal(effective, schedule):
     return True
   return (isinstance(effective, schedules.Splice) and
-          effective.at_step <= step and effective.second == schedule)
+          effective.at_step <= step and
+          schedules.equal(effective.second, schedule))
 
 
 def record(workdir: str, config: ml_collections.ConfigDict,
@@ -129,7 +130,7 @@ def record(workdir: str, config: ml_collections.ConfigDict,
     base = prefix or old
     effective = base if _continues(base, schedule, step) else (
         schedules.splice(base, step, schedule))
-    if effective != old:
+    if not schedules.equal(effective, old):
       logging.warning("%s: schedule from step %d is now %s", workdir, step,
                       schedules.to_config(schedule))
   if info.get("resumed_from"):

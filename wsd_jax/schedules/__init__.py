@@ -42,6 +42,18 @@ splice = Splice
 tabulated = Tabulated
 
 
+def equal(a: Schedule, b: Schedule) -> bool:
+  """Whether two schedules are the same: class, static choices and every
+  number (arrays, e.g. a tabulated schedule's values, compared elementwise;
+  ``==`` on the dataclasses cannot compare arrays)."""
+  import jax
+  la, ta = jax.tree.flatten(a)
+  lb, tb = jax.tree.flatten(b)
+  return ta == tb and all(
+      np.shape(x) == np.shape(y) and np.array_equal(np.asarray(x), np.asarray(y))
+      for x, y in zip(la, lb))
+
+
 def stack(schedules_: list[Schedule]) -> Schedule:
   """Stacks schedules of one structure into a population for ``jax.vmap``."""
   import jax

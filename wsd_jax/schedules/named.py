@@ -496,7 +496,9 @@ class Tabulated(Schedule):
     if not isinstance(self.values, jax.core.Tracer) and self.values is not None \
         and type(self.values) is not object:
       arr = np.asarray(self.values, np.float32)
-      if arr.ndim != 1 or arr.size == 0:
+      # 1-D: one schedule; 2-D: a stacked population (``schedules.stack``,
+      # the trainer's vmapped groups), one row per member.
+      if arr.ndim not in (1, 2) or arr.size == 0:
         raise ValueError(f"values must be a non-empty 1-D sequence, got shape "
                          f"{arr.shape}")
       if not np.all(np.isfinite(arr)) or np.any(arr < 0):
