@@ -254,6 +254,7 @@ def _check_invariants(workdir, summary, k, variant):
   return stages
 
 
+@pytest.mark.slow  # the fixture: 9 trainer calls, ~15 s of CPU
 def test_autolrs_end_to_end(bo_run):
   workdir, summary, spy = bo_run
   stages = _check_invariants(workdir, summary, K, "autolrs")
@@ -272,6 +273,7 @@ def test_autolrs_end_to_end(bo_run):
   assert steps[-1] == STEPS and losses[-1] == summary["eval_loss"]
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_run_trains_nothing(bo_run, monkeypatch):
   workdir, summary, _ = bo_run
   spy = _Spy(monkeypatch)
