@@ -1,5 +1,6 @@
 """Run directories: layout, the ``Run`` reader, lineage, Orbax checkpoints,
-locks and run specs (what to train, from where). Never imports ``train``."""
+locks, run specs (what to train, from where) and which process writes them
+(``processes``). Never imports ``train``."""
 
 from wsd_jax.runs.checkpoint import CheckpointMismatchError, Checkpointer
 from wsd_jax.runs.lineage import ConfigChangedError
