@@ -268,7 +268,7 @@ def test_autolrs_end_to_end(bo_run):
   run = runs.Run(str(workdir))
   assert run.lineage["method"] == "autolrs"
   assert run.lineage["autolrs"]["k"] == K
-  assert "(autolrs)" in tree.format_tree(run)
+  assert "; autolrs" in tree.format_tree(run)
   steps, losses = run.eval_curve()
   assert steps[-1] == STEPS and losses[-1] == summary["eval_loss"]
 

@@ -8,6 +8,7 @@ import pytest
 
 from tests.tiny import tiny_config
 from wsd_jax import runs, schedules
+from wsd_jax.runs import tree
 from wsd_jax.train import branch, train_and_evaluate
 
 
@@ -30,6 +31,8 @@ def test_hd_population_members_equal_their_own_runs(tmp_path):
   first = runs.Run(out["members"][0]["workdir"]).per_step("lr")
   assert first[0] == pytest.approx(0.05)
   assert runs.Run(member).per_step("lr")[0] == pytest.approx(0.025)
+  assert runs.Run(member).method == "adam_hd(hypergrad_lr=0.001)"
+  assert "; adam_hd(hypergrad_lr=0.001)" in tree.format_tree(runs.Run(member))
 
 
 @pytest.mark.slow

@@ -113,6 +113,7 @@ def test_refine_app_records_its_source(hd_run, tmp_path):
   run = runs.Run(workdir)
   assert run.lineage["refined_from"]["run"] == rundir.absolute(source)
   assert run.lineage["refined_from"]["norm"] == "l2"
+  assert run.method == f"refined from {rundir.name_of(source)}"
   assert run.last_step == 20
   # the refined schedule, with Adam in place of the source's Adam-HD
   assert run.config["optimizer"]["name"] == "adam"

@@ -349,10 +349,8 @@ class _Controller:
     summary = self.train.train_and_evaluate(
         config, self.workdir, allow_changes=("schedule",))
     lineage = rundir.read_run(self.workdir)
-    name = rundir.name_of(self.workdir)
     lineage.update(method=self.p.variant, autolrs=dict(
-        self.p.to_json(), records=RECORDS),
-                   name=f"{name} ({self.p.variant})")
+        self.p.to_json(), records=RECORDS))
     rundir.write_json(rundir.run_path(self.workdir), lineage)
     self.annotate()
     return summary

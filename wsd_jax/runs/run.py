@@ -163,6 +163,25 @@ class Run:
     for b in self.branches():
       yield from b.walk(depth + 1)
 
+  @property
+  def method(self) -> str:
+    """The LR method when it is not the schedule alone: a controller's
+    (``run.json``'s ``method``, e.g. ``autolrs``), a refined schedule's
+    source, or an adaptive optimizer (``adam_hd``, ``schedule_free_adamw``,
+    ...); ``""`` for a plain scheduled optimizer."""
+    if self.lineage.get("method"):
+      return str(self.lineage["method"])
+    if self.lineage.get("refined_from"):
+      source = self.lineage["refined_from"].get("run", "")
+      return f"refined from {rundir.name_of(source)}"
+    opt = dict(self.config.get("optimizer", {}))
+    name = str(opt.get("name", ""))
+    if name.endswith(("_hd",)):
+      return f"{name}(hypergrad_lr={opt.get('hypergrad_lr')})"
+    if name.startswith("contrib."):
+      return name.removeprefix("contrib.")
+    return ""
+
   def describe(self) -> str:
     """One line: what this run added to its parent's schedule."""
     return describe_schedule(self.lineage["schedule"])

@@ -18,6 +18,8 @@ def format_tree(root: Run) -> str:
     loss = "" if run.final_eval is None else f"{run.final_eval:.5f}"
     extra = "".join(f"; WSD-S resumed from {r['branch']} at {r['step']}"
                     for r in run.resumes)
+    if run.method:
+      extra += f"; {run.method}"
     lines.append(f"{label:40s} {fork:>7s} {run.last_step:>7d} {loss:>10s}  "
                  f"{run.describe()}{extra}")
   return "\n".join(lines)
