@@ -136,6 +136,7 @@ for p in (3e-3, 1e-2, 3e-2):
   for d in (100, 200, 400):
     loss = run_one(schedules.wsd(p, 1_000, d, 50, "1-sqrt"), key)
     print(f"peak {p:.0e}, decay {d:3d}: final loss {float(loss):.4f}")
+# _cache_size(): how many programs jax compiled for this jitted function.
 print("jit cache size after the sweep:", run_one._cache_size())
 
 # %% [markdown]
