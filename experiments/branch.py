@@ -13,6 +13,7 @@ from absl import flags
 
 from experiments import cli
 from wsd_jax import train
+from wsd_jax.train import distributed
 
 _WORKDIR = cli.define_workdir("Main run directory.")
 _FROM = flags.DEFINE_integer("from_step", None, "Checkpoint step to fork at.",
@@ -41,6 +42,8 @@ def train_overrides() -> dict:
 @cli.friendly_errors
 def main(argv):
   del argv
+  # On a pod slice / under SLURM every process runs this same command.
+  distributed.initialize()
   summary = train.branch(_WORKDIR.value, _FROM.value, _DECAY.value,
                          _SHAPE.value, _FINAL.value, _NAME.value,
                          _OVERWRITE.value, train_overrides=train_overrides())
