@@ -157,3 +157,14 @@ def test_rerun_reuses_every_run(study, capsys):
       study["dir"], lambda: rv.run_all(river_valley_config.get_config(
           "quick"), str(study["dir"])), 4, capsys)
   assert plan.budgets == study["plan"].budgets
+
+
+@pytest.mark.parametrize("points", [5, 8, 3])
+def test_a_valley_grid_without_its_midpoint_is_refused(points):
+  c = river_valley_config.get_config("quick")
+  c.valley_points = points
+  with pytest.raises(ValueError, match=f"valley_points={points}: "):
+    rv.Plan(c)
+  c.valley_points = 13
+  assert 0.5 in np.round(np.linspace(-0.25, 1.25, 13), 4)
+  rv.Plan(c)

@@ -36,6 +36,15 @@ class Plan:
   """The steps and schedules the study's config implies."""
   config: ml_collections.ConfigDict
 
+  def __post_init__(self):
+    n = self.config.get("valley_points")
+    # The cross-section reads the loss at alpha = 0, 0.5 and 1 on
+    # linspace(-0.25, 1.25, n): that grid has them when 6 divides n - 1.
+    if n is not None and (int(n) < 7 or (int(n) - 1) % 6):
+      raise ValueError(f"valley_points={n}: the grid over [-0.25, 1.25] must "
+                       "hold 0, 0.5 and 1, so valley_points must be 7, 13, "
+                       "19, ...")
+
   @property
   def peak(self) -> float:
     return float(self.config.peak_value)
