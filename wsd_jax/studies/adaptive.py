@@ -68,7 +68,7 @@ COLORS = {m: plots.color(m) for m in ("linear", "wsd", "cosine", "constant")
           } | {"adam_hd": "darkred", "schedule_free": "black",
                "refined": "teal", "autolrs": "magenta"}
 LEVEL = 0.95          # two-sided t-interval of a paired mean
-MATCH_MARGIN = 0.005  # "matches": at most 0.5% (relative) worse
+MATCH_MARGIN = 0.001  # "matches": at most 0.1% (relative) worse
 MUCH_LESS = 0.5       # "much less sensitive": spread at most half
 UNSCHEDULED = ("constant", "adam_hd")  # no warmup: the initial LR is the LR
 
@@ -142,8 +142,9 @@ def plan(quick: bool = False) -> Plan:
   rounds.
 
   Full: 3 seeds; constant and Adam-HD over 7 peaks (3 decades, half-decade
-  steps), Adam-HD at 3 hypergradient LRs (the one with the lowest mean
-  loss over the grid is kept); the others over the top 5 (2 decades)."""
+  steps), Adam-HD at 3 (bigram) or 2 (text) hypergradient LRs (the one with
+  the lowest mean loss over the grid is kept); the others over the top 5
+  (2 decades). Sized for about 25 min on 2 shared CPU cores."""
   if quick:
     return Plan((Workload("bigram", 60, (3e-3, 3e-2, 3e-1), (1e-4,),
                           regime=BIGRAM_REGIME,
@@ -153,7 +154,7 @@ def plan(quick: bool = False) -> Plan:
   grid = lambda lo: tuple(float(f"{lo * 10 ** (k / 2):.3g}") for k in range(7))
   return Plan((Workload("bigram", 300, grid(1e-3), (1e-5, 1e-4, 1e-3), 2,
                         regime=BIGRAM_REGIME),
-               Workload("text", 250, grid(3.16e-4), (1e-6, 1e-5, 1e-4), 2,
+               Workload("text", 200, grid(3.16e-4), (1e-5, 1e-4), 2,
                         regime=TEXT_REGIME)),
               seeds=(0, 1, 2), fed_rounds=100)
 
@@ -244,14 +245,13 @@ def train_workload(wl: Workload, root: str, plan_: Plan) -> None:
                      f"{len(specs)} runs", specs)
   peak = wl.peaks_of("linear")[best_index(final_losses(wl, root, "linear",
                                                        seeds))]
-  for s in seeds:
-    # One at a time: a population of ``tabulated`` schedules fails to stack
-    # (``schedules.tabulated`` validates the stacked values as one table).
-    c = refine_run.refine_config(run_dir(root, wl, "linear", peak, s),
-                                 norm="l1", peak_value=peak)
-    common.train_stage(TAG, f"{wl.name}: refined schedule of seed {s}'s tuned "
-                       "linear run", [runs.RunSpec(
-                           c, run_dir(root, wl, "refined", None, s))])
+  common.train_stage(TAG, f"{wl.name}: refined schedules of the tuned "
+                     "linear runs", [runs.RunSpec(
+                         refine_run.refine_config(
+                             run_dir(root, wl, "linear", peak, s), norm="l1",
+                             peak_value=peak),
+                         run_dir(root, wl, "refined", None, s))
+                                     for s in seeds])
   if plan_.autolrs and (autolrs := autolrs_module()) is not None:
     for s in seeds:
       d = run_dir(root, wl, "autolrs", None, s)
@@ -362,12 +362,17 @@ def claim_autolrs(baseline: Sequence[tuple[np.ndarray, np.ndarray]],
   """(c): per seed, the target is the tuned baseline's final eval loss;
   ``d = log(AutoLRS compute steps to it / baseline steps to it) < 0``. A
   seed where AutoLRS never reaches it refutes the claim."""
-  base_steps, auto_steps, reached = [], [], []
-  for (bs, bl), (as_, al) in zip(baseline, autolrs):
-    base_steps.append(steps_to(bs, bl, bl[-1])[0])
-    n, ok = steps_to(as_, al, bl[-1])
-    auto_steps.append(n)
-    reached.append(ok)
+  def to_targets(slack: float):
+    out = {"baseline_steps": [], "autolrs_compute_steps": [], "reached": []}
+    for (bs, bl), (as_, al) in zip(baseline, autolrs):
+      target = bl[-1] * (1 + slack)
+      out["baseline_steps"].append(steps_to(bs, bl, target)[0])
+      n, ok = steps_to(as_, al, target)
+      out["autolrs_compute_steps"].append(n)
+      out["reached"].append(ok)
+    return out
+  exact = to_targets(0.0)
+  base_steps, auto_steps, reached = (exact[k] for k in exact)
   diff = paired(np.log(auto_steps), np.log(base_steps))
   return {"claim": "c", "text": "AutoLRS reaches the tuned baseline's loss "
           "in fewer steps, exploration counted (Jin et al.)",
@@ -375,7 +380,9 @@ def claim_autolrs(baseline: Sequence[tuple[np.ndarray, np.ndarray]],
           "baseline's final eval loss, per seed", "margin": 0.0, **diff,
           "baseline_steps": base_steps, "autolrs_compute_steps": auto_steps,
           "reached": reached, "verdict": verdict(diff["ci"], 0.0)
-          if all(reached) else "refuted"}
+          if all(reached) else "refuted",
+          # not the verdict: the same with the target MATCH_MARGIN higher
+          "within_match_margin": to_targets(MATCH_MARGIN)}
 
 
 def claim_federation(fed: dict) -> dict:
@@ -433,6 +440,7 @@ def analyse_workload(wl: Workload, root: str, seeds: Sequence[int]) -> dict:
                                         np.inf).mean())
   sweep = {m: hd[beta] if m == "adam_hd" else final_losses(wl, root, m, seeds)
            for m in wl.methods}
+  worst = math.log(wl.base().data.get("vocab_size", 256))
   best = {m: wl.peaks_of(m)[best_index(v)] for m, v in sweep.items()}
   dirs = {m: [run_dir(root, wl, m, best[m], s, beta if m == "adam_hd" else
                       None) for s in seeds] for m in wl.methods}
@@ -447,8 +455,10 @@ def analyse_workload(wl: Workload, root: str, seeds: Sequence[int]) -> dict:
       claim_match("a", "Refining a tuned linear-decay run's schedule (l1 "
                   "norms, Adam) matches or beats it (Defazio et al.)",
                   at_best["refined"], at_best["linear"], "linear decay"),
-      claim_sensitivity(wl.peaks, sweep["constant"], sweep["adam_hd"],
-                        worst=math.log(wl.base().data.get("vocab_size", 256))),
+      dict(claim_sensitivity(wl.peaks, sweep["constant"], sweep["adam_hd"],
+                             worst), spread_ratio_by_hypergrad_lr={
+          f"{b:g}": (spread(v, worst) / spread(sweep["constant"], worst)
+                     ).tolist() for b, v in hd.items()}),
       claim_match("d", "Schedule-free AdamW without a schedule matches the "
                   f"best tuned schedule ({LABELS[baseline]}) (Defazio et al.)",
                   at_best["schedule_free"], at_best[baseline], baseline)]
@@ -654,7 +664,23 @@ def markdown(results: dict) -> str:
         f"{_seeds(b['spread_adam'])}, Adam-HD {_seeds(b['spread_adam_hd'])}; "
         "width of the band within 2% of the best (decades): Adam "
         f"{_seeds(b['band_decades_adam'], 2)}, Adam-HD "
-        f"{_seeds(b['band_decades_adam_hd'], 2)}.\n")
+        f"{_seeds(b['band_decades_adam_hd'], 2)}. Spread ratio Adam-HD / "
+        "Adam per hypergradient LR (per seed): " + "; ".join(
+            f"{k}: {_seeds(v, 3)}" for k, v in
+            b["spread_ratio_by_hypergrad_lr"].items()) + ". The kept "
+        "hypergradient LR is chosen by mean loss, which the low-LR end of "
+        "the grid dominates, so it favours the least sensitive one.\n")
+    if (c := next(c for c in r["claims"] if c["claim"] == "c")).get("ci"):
+      w = c["within_match_margin"]
+      lines.append(
+          f"AutoLRS (c), against the tuned {LABELS[c['baseline']]}: compute "
+          f"steps to the baseline's final loss {c['autolrs_compute_steps']} "
+          f"(reached: {c['reached']}) vs the baseline's "
+          f"{c['baseline_steps']}; to within {MATCH_MARGIN:.1%} of it: "
+          f"{w['autolrs_compute_steps']} (reached: {w['reached']}) vs "
+          f"{w['baseline_steps']}. AutoLRS scaled to short runs: k = "
+          f"{AUTOLRS_K} trials per stage, tau = steps / 4, tau' = tau / 10, "
+          "tau_max = steps / 2, LR bounds the 3-decade grid.\n")
   fed = results["federation"]
   lines += [
       f"## Federation: FedHyper-G vs FedAvg ({results['fed_rounds']} rounds)\n",
