@@ -506,9 +506,9 @@ def lr_figure(curves: dict[str, np.ndarray], path: str, title: str) -> str:
   """The realised LR of every method (one seed, each at its best peak) vs
   step, on one log axis."""
   fig, ax = plt.subplots(figsize=(7.5, 4.2))
-  for m, lrs in curves.items():
-    ax.plot(np.arange(len(lrs)), lrs, lw=1.3, color=COLORS[m],
-            label=LABELS[m])
+  for i, (m, lrs) in enumerate(curves.items()):  # styles: overlaps visible
+    ax.plot(np.arange(len(lrs)), lrs, ("-", "--", "-.", ":")[i % 4],
+            lw=1.2 + 0.4 * (i % 2), color=COLORS[m], label=LABELS[m])
   ax.set_yscale("log")
   ax.set(xlabel="step (update t uses lr(t))", ylabel="learning rate used",
          title=title)
@@ -615,7 +615,10 @@ def markdown(results: dict) -> str:
       f"{math.log(MUCH_LESS):.3f}). All optimizers Adam-type with b1 0.9, "
       "b2 0.95, no weight decay; the scheduled methods and schedule-free "
       "warm up over 5% of the run; Adam (constant) and Adam-HD do not.\n",
-      f"Wall time: {results['wall_s']:.0f} s on {results['machine']}.\n",
+      "Command: `python -m experiments.adaptive_study --workdir=DIR"
+      f"{' --quick' if results['quick'] else ''}` (rerunning reuses finished "
+      "runs and redoes the analysis). Wall time of this invocation: "
+      f"{results['wall_s']:.0f} s on {results['machine']}.\n",
       "## Verdicts\n",
       "".join(f"- ({c['claim']}, {c['workload']}) {c['text']}: "
               f"**{c['verdict']}**\n" for c in results["claims"]),
@@ -637,7 +640,7 @@ def markdown(results: dict) -> str:
               for p in peaks]
     lines += [
         f"## Workload: {name} ({r['steps']} steps; optimal loss "
-        f"{reports.fmt(r['optimal_loss'])})\n",
+        f"{reports.fmt(r['optimal_loss']) or 'unknown'})\n",
         f"Regime: {r['regime']}\n",
         f"Adam-HD at hypergradient LR {r['hypergrad_lr']:g} (of "
         f"{', '.join(r['adam_hd_by_hypergrad_lr'])}: the lowest mean loss "
@@ -675,7 +678,8 @@ def markdown(results: dict) -> str:
       lines.append(
           f"AutoLRS (c), against the tuned {LABELS[c['baseline']]}: compute "
           f"steps to the baseline's final loss {c['autolrs_compute_steps']} "
-          f"(reached: {c['reached']}) vs the baseline's "
+          f"(reached: {c['reached']}; where not, its total, a lower bound) "
+          "vs the baseline's "
           f"{c['baseline_steps']}; to within {MATCH_MARGIN:.1%} of it: "
           f"{w['autolrs_compute_steps']} (reached: {w['reached']}) vs "
           f"{w['baseline_steps']}. AutoLRS scaled to short runs: k = "
