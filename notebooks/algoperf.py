@@ -45,9 +45,7 @@ if "google.colab" in sys.modules:
 import os
 import tempfile
 
-import matplotlib.pyplot as plt
-
-from wsd_jax import reports
+from wsd_jax import plots, reports
 from wsd_jax.studies.algoperf import app
 from wsd_jax.studies.algoperf import submissions as submissions_lib
 
@@ -65,17 +63,6 @@ print("workdir:", workdir)
 print("submissions to choose from:")
 for sub in submissions_lib.SUBMISSIONS.values():
   print(f"  {sub.name:22s} {sub.description}")
-
-
-def show(path):
-  """Shows a PNG that the library wrote."""
-  image = plt.imread(path)
-  plt.figure(figsize=(image.shape[1] / 100, image.shape[0] / 100))
-  plt.imshow(image)
-  plt.axis("off")
-  plt.show()
-  plt.close("all")
-
 
 # %% [markdown]
 # ## Run the benchmark
@@ -114,6 +101,6 @@ print(reports.markdown_table(
 # ## Performance profile and curves
 
 # %%
-show(f"{workdir}/performance_profile_steps.png")
+plots.show_png(f"{workdir}/performance_profile_steps.png")
 for w in workloads.split(","):
-  show(f"{workdir}/curves_{w}.png")
+  plots.show_png(f"{workdir}/curves_{w}.png")

@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from configs import river_valley as river_valley_config
-from wsd_jax import laws, runs, schedules, train
+from wsd_jax import laws, plots, runs, schedules, train
 from wsd_jax.laws import report as law_report
 from wsd_jax.train.config import with_schedule
 
@@ -61,17 +61,6 @@ if QUICK:
 workdir = workdir or tempfile.mkdtemp(prefix="wsd_jax_laws_")
 warmup = steps // 20
 print("workdir:", workdir)
-
-
-def show(path):
-  """Shows a PNG that the library wrote."""
-  image = plt.imread(path)
-  plt.figure(figsize=(image.shape[1] / 100, image.shape[0] / 100))
-  plt.imshow(image)
-  plt.axis("off")
-  plt.show()
-  plt.close("all")
-
 
 # %% [markdown]
 # ## Train three runs
@@ -109,7 +98,7 @@ for name, law in fitted.items():
   print(law_report.markdown_table(
       law_report.score_table(law, fit, [held_out])))
   law_report.plot_predictions(law, fit, [held_out], f"{workdir}/{name}.png")
-  show(f"{workdir}/{name}.png")
+  plots.show_png(f"{workdir}/{name}.png")
 for name, law in fitted.items():
   score = law.score(held_out)
   print(f"held-out {name}: mean relative error {score['mean_rel_err']:.4%},"

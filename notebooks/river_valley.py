@@ -45,9 +45,8 @@ if "google.colab" in sys.modules:
 import os
 import tempfile
 
-import matplotlib.pyplot as plt
-
 from configs import river_valley as river_valley_config
+from wsd_jax import plots
 from wsd_jax.studies import river_valley_report
 
 QUICK = os.environ.get("WSD_JAX_QUICK") == "1"
@@ -64,17 +63,6 @@ if QUICK:
 workdir = workdir or tempfile.mkdtemp(prefix="wsd_jax_river_valley_")
 print("workdir:", workdir)
 print(config)
-
-
-def show(path):
-  """Shows a PNG that the library wrote."""
-  image = plt.imread(path)
-  plt.figure(figsize=(image.shape[1] / 100, image.shape[0] / 100))
-  plt.imshow(image)
-  plt.axis("off")
-  plt.show()
-  plt.close("all")
-
 
 # %% [markdown]
 # ## Run the study
@@ -100,7 +88,7 @@ print(f"wall time: {result['wall_time_s']['total_s']:.0f} s "
 # %%
 for name in ("wsd_vs_cosine", "groups", "river_hill", "valley",
              "equal_compute"):
-  show(f"{workdir}/{result['figures'][name]}")
+  plots.show_png(f"{workdir}/{result['figures'][name]}")
 for name in result["tables"]:
   print(f"### {name}\n")
   with open(f"{workdir}/{name}.md") as f:

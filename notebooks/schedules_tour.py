@@ -63,17 +63,6 @@ if QUICK:
 workdir = workdir or tempfile.mkdtemp(prefix="wsd_jax_tour_")
 print("workdir:", workdir)
 
-
-def show(path):
-  """Shows a PNG that the library wrote."""
-  image = plt.imread(path)
-  plt.figure(figsize=(image.shape[1] / 100, image.shape[0] / 100))
-  plt.imshow(image)
-  plt.axis("off")
-  plt.show()
-  plt.close("all")
-
-
 # %% [markdown]
 # ## The family
 #
@@ -85,7 +74,8 @@ family = plot_schedules.family(total_steps, peak)
 for name, sched in family.items():
   print(f"{name:32s} lr(0.5 T) = {float(sched(total_steps // 2)):.3e}   "
         f"lr(0.95 T) = {float(sched(int(0.95 * total_steps))):.3e}")
-show(plots.schedule_grid(family, total_steps, f"{workdir}/schedules.png"))
+plots.show_png(plots.schedule_grid(family, total_steps,
+                                   f"{workdir}/schedules.png"))
 
 # %% [markdown]
 # ## Schedules are pytrees
@@ -111,7 +101,6 @@ print("another decay shape, same structure:",
 # A jitted function takes the schedule as an argument. Here it trains a
 # noisy quadratic with `optax.adamw(learning_rate=schedule)` for 1,000 steps;
 # a sweep over peaks and decay lengths reuses one compilation.
-
 
 # %%
 def final_loss(schedule, key):
@@ -183,9 +172,10 @@ dirs = [f"{workdir}/population/peak{p}" for p in pop_peaks]
 train.train_population(configs, dirs)
 series = [(f"cosine, peak {p}", *runs.Run(d).eval_curve())
           for p, d in zip(pop_peaks, dirs)]
-show(plots.curves(series, f"{workdir}/population.png", ylabel="eval loss",
-                  hline=runs.Run(dirs[0]).data_info.get("optimal_loss"),
-                  hline_label="optimal loss"))
+plots.show_png(plots.curves(
+    series, f"{workdir}/population.png", ylabel="eval loss",
+    hline=runs.Run(dirs[0]).data_info.get("optimal_loss"),
+    hline_label="optimal loss"))
 
 # %% [markdown]
 # ## Branches and WSD-S on a tiny run
@@ -228,4 +218,4 @@ ax.plot(wsds_lrs, "--", label="schedules.wsd_s")
 ax.set(xlabel="step", ylabel="learning rate")
 ax.legend()
 plt.show()
-show(reports.tree_figure(main_dir))
+plots.show_png(reports.tree_figure(main_dir))

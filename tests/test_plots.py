@@ -74,3 +74,16 @@ def test_lr_figure_and_metrics_rows_agree_on_the_step_convention(
   rows = rundir.read_metrics(str(tmp_path))
   np.testing.assert_allclose([r["lr"] for r in rows],
                              [y[r["step"] - 1] for r in rows], rtol=1e-6)
+
+
+def test_show_png_draws_the_file_and_closes_its_figure(tmp_path, monkeypatch):
+  import matplotlib.pyplot as plt
+  path = plots.curves([("a", np.arange(5), np.arange(5.0))],
+                      str(tmp_path / "c.png"))
+  shown = []
+  monkeypatch.setattr(plt, "show", lambda: shown.append(
+      plt.gca().get_images()[0].get_array().shape))
+  plots.show_png(path)
+  height, width = plt.imread(path).shape[:2]
+  assert shown and shown[0][:2] == (height, width)
+  assert not plt.get_fignums()

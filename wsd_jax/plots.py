@@ -51,6 +51,18 @@ def save(fig, path: str) -> str:
   return str(path)
 
 
+def show_png(path: str) -> None:
+  """Displays a PNG the library wrote (in a notebook: inline; in a script
+  under a non-interactive backend: nothing)."""
+  with epath.Path(path).open("rb") as f:
+    image = plt.imread(io.BytesIO(f.read()), format="png")
+  plt.figure(figsize=(image.shape[1] / 100, image.shape[0] / 100))
+  plt.imshow(image)
+  plt.axis("off")
+  plt.show()
+  plt.close("all")
+
+
 def schedule_grid(schedules: Mapping[str, object], total_steps: int,
                   path: str, columns: int = 4) -> str:
   """One panel per schedule, LR vs step over ``[0, total_steps]``."""
