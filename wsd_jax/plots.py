@@ -20,6 +20,9 @@ METHOD_COLORS = {
     "wsd": "C0", "wsd_s": "C1", "cyclic_cosine": "C2", "cosine": "C3",
     "constant": "C7", "linear": "C4", "1-sqrt": "C5", "rex": "C6",
     "uba": "C8", "power": "C9",
+    # adaptive methods (wsd_jax.adaptive): outside the tab10 cycle
+    "adam_hd": "darkred", "sgd_hd": "firebrick", "schedule_free": "black",
+    "refined": "teal", "autolrs": "magenta", "autolrs_grid": "orchid",
 }
 METHOD_LABELS = {"wsd": "WSD", "wsd_s": "WSD-S",
                  "cyclic_cosine": "cyclic cosine", "cosine": "cosine"}

@@ -63,10 +63,7 @@ LABELS = {"linear": "linear decay", "wsd": "WSD (20% linear)",
           "cosine": "cosine", "constant": "Adam, constant LR",
           "adam_hd": "Adam-HD", "schedule_free": "schedule-free AdamW",
           "refined": "refined (l1) of linear", "autolrs": "AutoLRS"}
-# plots.METHOD_COLORS for the schedules; the adaptive methods' own here.
-COLORS = {m: plots.color(m) for m in ("linear", "wsd", "cosine", "constant")
-          } | {"adam_hd": "darkred", "schedule_free": "black",
-               "refined": "teal", "autolrs": "magenta"}
+COLORS = {m: plots.color(m) for m in LABELS}
 LEVEL = 0.95          # two-sided t-interval of a paired mean
 MATCH_MARGIN = 0.001  # "matches": at most 0.1% (relative) worse
 MUCH_LESS = 0.5       # "much less sensitive": spread at most half
