@@ -8,13 +8,13 @@ DIR/results.json and DIR/adaptive_*.png with computed verdicts.
 
 ``--quick`` (bigram only, 2 seeds, 3 peaks, 100 steps) is the CI form.
 Rerunning resumes the runs and redoes the analysis
-(``wsd_jax.studies.adaptive``).
+(``wsd_jax.studies.adaptive``, ``adaptive_report``).
 """
 
 from absl import flags
 
 from experiments import cli
-from wsd_jax.studies import adaptive
+from wsd_jax.studies import adaptive_report
 
 _WORKDIR = cli.define_workdir("Study directory.")
 _QUICK = flags.DEFINE_bool("quick", False, "A short version (CI).")
@@ -23,7 +23,7 @@ _QUICK = flags.DEFINE_bool("quick", False, "A short version (CI).")
 @cli.friendly_errors
 def main(argv):
   del argv
-  results = adaptive.run(_WORKDIR.value, quick=_QUICK.value)
+  results = adaptive_report.run(_WORKDIR.value, quick=_QUICK.value)
   for c in results["claims"]:
     print(f"[adaptive] ({c['claim']}, {c['workload']}) {c['verdict']}")
   print(f"[adaptive] report: {_WORKDIR.value}/report.md "

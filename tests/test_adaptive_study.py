@@ -13,31 +13,32 @@ from scipy import stats
 
 from wsd_jax import adaptive, runs
 from wsd_jax.studies import adaptive as study
+from wsd_jax.studies import adaptive_report, verdicts
 
 SEEDS3 = np.array([0.0, 1.0, -1.0])
 
 
 def test_paired_differences_and_t_interval():
   a, b = [2.0, 2.5, 2.2], [1.0, 1.4, 1.3]
-  out = study.paired(a, b)
+  out = verdicts.paired(a, b)
   np.testing.assert_allclose(out["per_seed"], np.subtract(a, b))
   d = np.subtract(a, b)
   half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
   np.testing.assert_allclose(out["ci"], [d.mean() - half, d.mean() + half])
   assert out["mean"] == pytest.approx(d.mean()) and out["n"] == 3
-  one = study.paired([1.0], [0.0])   # one seed: no interval, no verdict
+  one = verdicts.paired([1.0], [0.0])   # one seed: no interval, no verdict
   assert one["ci"] == [-math.inf, math.inf]
-  assert study.verdict(one["ci"], 0.5) == "inconclusive"
+  assert verdicts.verdict(one["ci"], 0.5) == "inconclusive"
 
 
 def test_verdict_rule():
-  assert study.verdict([-0.3, -0.1], 0.0) == "reproduced"
-  assert study.verdict([0.1, 0.3], 0.0) == "refuted"
-  assert study.verdict([-0.1, 0.1], 0.0) == "inconclusive"
-  assert study.verdict([0.0, 0.1], 0.0) == "refuted"   # at the margin fails
-  assert study.combine(["reproduced", "reproduced"]) == "reproduced"
-  assert study.combine(["reproduced", "inconclusive"]) == "inconclusive"
-  assert study.combine(["reproduced", "refuted"]) == "refuted"
+  assert verdicts.verdict([-0.3, -0.1], 0.0) == "reproduced"
+  assert verdicts.verdict([0.1, 0.3], 0.0) == "refuted"
+  assert verdicts.verdict([-0.1, 0.1], 0.0) == "inconclusive"
+  assert verdicts.verdict([0.0, 0.1], 0.0) == "refuted"   # at the margin fails
+  assert verdicts.combine(["reproduced", "reproduced"]) == "reproduced"
+  assert verdicts.combine(["reproduced", "inconclusive"]) == "inconclusive"
+  assert verdicts.combine(["reproduced", "refuted"]) == "refuted"
 
 
 def test_best_index_is_argmin_of_seed_mean_and_nan_is_worst():
@@ -109,7 +110,7 @@ def test_federation_claim_needs_both_client_lrs():
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
   root = str(tmp_path_factory.mktemp("adaptive"))
-  return root, study.run(root, quick=True)
+  return root, adaptive_report.run(root, quick=True)
 
 
 @pytest.mark.slow
