@@ -217,6 +217,27 @@ def test_submissions_build_their_schedules():
     subs_lib.get("sgd")
 
 
+def test_power_submission_follows_the_power_law_after_warmup():
+  w = workloads.get("bigram")
+  point = {"learning_rate": 0.1, "warmup_fraction": 0.1,
+           "decay_fraction": 0.2, "exponent": -0.5}
+  c = subs_lib.get("power").build(point, w.config(), w.horizon, w.max_steps)
+  lrs = np.asarray(schedules.from_config(c.schedule.to_dict())(
+      np.arange(w.max_steps)), np.float64)
+  h = w.horizon
+  warm, decay = round(0.1 * h), round(0.2 * h)
+  steps = np.arange(warm, h - decay)
+  np.testing.assert_allclose(lrs[steps], 0.1 * (steps / warm) ** -0.5,
+                             rtol=1e-5)  # written out independently
+  np.testing.assert_allclose(lrs[:warm], 0.1 * np.arange(warm) / warm,
+                             rtol=1e-5, atol=1e-9)
+  end = 0.1 * ((h - decay) / warm) ** -0.5  # a linear decay from there to 0
+  np.testing.assert_allclose(lrs[h - decay:h],
+                             end * (1 - np.arange(decay) / decay), rtol=1e-4,
+                             atol=1e-7)
+  assert lrs[h:].max() == 0.0
+
+
 def test_study_points_same_on_every_workload():
   sub = subs_lib.get("cosine")
   a = benchmark.trial_points(sub, 0, 5)

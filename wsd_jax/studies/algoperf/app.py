@@ -19,7 +19,8 @@ from wsd_jax.studies.algoperf import workloads as workloads_lib
 
 DEFAULT_WORKLOADS = ("bigram", "digits", "mlp_text", "gpt_nano")
 DEFAULT_SUBMISSIONS = ("cosine", "constant", "wsd_linear", "wsd_1sqrt",
-                       "wsd_s", "rex", "uba", "schedule_free", "adam_hd",
+                       "wsd_s", "rex", "uba", "power", "schedule_free",
+                       "adam_hd",
                        "refined_oracle", "refined_on_the_clock", "autolrs")
 QUALIFICATION = ("bigram", "digits", "mlp_text")
 

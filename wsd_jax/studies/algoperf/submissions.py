@@ -113,6 +113,18 @@ def _uba(p, h, unit=1):
                        warmup_steps=_warmup(p, h))
 
 
+def _power(p, h, unit=1):
+  # Power scheduler (Shen et al.): lr = min(max, a * n**b) in tokens n. The
+  # ratio lr(n) / lr(n_w) = (n / n_w)**b does not depend on tokens per step,
+  # so n counts steps and a puts the power value at the peak when the
+  # warmup ends; the same point means the same shape on every workload.
+  warm = max(1, _warmup(p, h))
+  b = float(p["exponent"])
+  return schedules.power(p["learning_rate"], p["learning_rate"] / warm ** b,
+                         b, 1.0, h, warmup_steps=warm,
+                         decay_steps=_decay(p, h))
+
+
 def _hd(p, h, unit=1):
   # Pure hypergradient descent: the schedule multiplies the adapted LR.
   return schedules.constant(1.0)
@@ -145,6 +157,10 @@ SUBMISSIONS = {s.name: s for s in (
     Submission("uba", _uba, LR | WARMUP | {
         "phi": {"min": 1.0, "max": 4.0, "scaling": "linear"}},
                description="UBA"),
+    Submission("power", _power, LR | WARMUP | DECAY | {
+        "exponent": {"min": -0.8, "max": -0.2, "scaling": "linear"}},
+               description="Power scheduler: lr (n / n_warmup)**b after "
+                           "warmup, capped at the peak, then a linear decay"),
     Submission("schedule_free", _constant,
                LR | WARMUP,
                optimizer=dict(name="contrib.schedule_free_adamw", b1=0.9,
