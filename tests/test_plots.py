@@ -87,3 +87,9 @@ def test_show_png_draws_the_file_and_closes_its_figure(tmp_path, monkeypatch):
   height, width = plt.imread(path).shape[:2]
   assert shown and shown[0][:2] == (height, width)
   assert not plt.get_fignums()
+
+
+def test_palette_stays_distinct_beyond_ten():
+  for n in (3, 13, 20, 30):
+    colours = {mcolors.to_hex(c) for c in plots.palette(n)}
+    assert len(colours) == n

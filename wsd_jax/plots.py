@@ -34,10 +34,12 @@ def color(method: str) -> str:
 
 
 def palette(n: int) -> list:
-  """``n`` distinct colours: the tab10 cycle up to 10, then evenly spaced
-  colours of a perceptually uniform map."""
+  """``n`` distinct colours: the tab10 cycle up to 10, tab20 up to 20, then
+  evenly spaced colours of a perceptually uniform map."""
   if n <= 10:
     return [f"C{i}" for i in range(n)]
+  if n <= 20:
+    return list(plt.get_cmap("tab20")(np.arange(n)))
   return list(plt.get_cmap("viridis")(np.linspace(0, 0.95, n)))
 
 

@@ -24,14 +24,17 @@ def profile_figure(times: Mapping[str, Mapping[str, float]], path: str,
                    xlabel: str) -> None:
   """``rho_s(tau)`` of every submission on ``tau`` in [1, 4]."""
   grid = scoring.taus()
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = plt.subplots(figsize=(8, 4))
   colors = plots.palette(len(times))
-  for (s, rho), c in zip(scoring.profiles(times).items(), colors):
-    ax.step(grid, rho, where="post", label=s, color=c)
+  styles = ("-", "--", "-.", ":")  # profiles often coincide: vary the dash
+  for i, ((s, rho), c) in enumerate(zip(scoring.profiles(times).items(),
+                                         colors)):
+    ax.step(grid, rho, where="post", label=s, color=c, lw=1.6,
+            ls=styles[i % len(styles)])
   ax.set(xlabel=xlabel, ylabel="share of workloads", ylim=(-0.02, 1.02),
          title="performance profiles")
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
   plots.save(fig, path)
 
 
