@@ -93,8 +93,8 @@ def test_verdict_flips_when_the_exponents_differ(exponents, expected):
                              atol=0.05)
   for f in res["fits"]:
     assert f["b_ci"][0] <= f["b"] + 1e-9 and f["b"] - 1e-9 <= f["b_ci"][1]
-  if len(set(exponents)) == 1:  # a proportional to B: slope 1 in log-log
-    assert res["a_vs_batch_slope"] == pytest.approx(1.0, abs=0.1)
+  if len(set(exponents)) == 1:  # eta_opt proportional to B: slope 1 in log-log
+    assert res["eta_vs_batch_slope"] == pytest.approx(1.0, abs=0.1)
 
 
 def test_optimum_at_the_grid_edge_is_inconclusive():
