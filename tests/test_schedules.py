@@ -654,8 +654,6 @@ def decay_start_value(kind, kw):
   if kind == "branch":
     return float(kw["base"](kw["at_step"]))
   if kind == "power":
-    if kw["decay_steps"] == 0:
-      return 0.0  # No decay: only a negative final_value is invalid.
     tokens = kw["tokens_per_step"] * (kw["total_steps"] - kw["decay_steps"])
     return min(kw["max_value"], kw["a"] * tokens**kw["b"]) if tokens else \
         kw["max_value"]
@@ -672,8 +670,11 @@ def invalid_values(kind, kw):
   if "init_value" in kw:
     out["init_value"] = st.one_of(negative, above_st(kw["peak_value"]))
   if "final_value" in kw:
-    out["final_value"] = st.one_of(negative, above_st(decay_start_value(
-        kind, kw)))
+    if kind == "power" and kw["decay_steps"] == 0:
+      out["final_value"] = negative  # no decay: any final_value >= 0 is valid
+    else:
+      out["final_value"] = st.one_of(negative, above_st(decay_start_value(
+          kind, kw)))
   if "warmup_steps" in kw:
     out["warmup_steps"] = bad_steps_st()
   if "total_steps" in kw:
