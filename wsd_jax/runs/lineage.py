@@ -131,8 +131,11 @@ def record(workdir: str, config: ml_collections.ConfigDict,
     effective = base if _continues(base, schedule, step) else (
         schedules.splice(base, step, schedule))
     if not schedules.equal(effective, old):
-      logging.warning("%s: schedule from step %d is now %s", workdir, step,
-                      schedules.to_config(schedule))
+      # Only a change the caller asked for gets here (check_resume refuses
+      # the others): INFO, so a controller changing it at every stage
+      # (AutoLRS) does not print between the progress bars.
+      logging.info("%s: schedule from step %d is now %s", workdir, step,
+                   schedules.to_config(schedule))
   if info.get("resumed_from"):
     event = dict(info["resumed_from"], step=step)
     if event not in run["resumes"]:  # a rerun after a failed start
