@@ -302,10 +302,23 @@ def test_quick_pipeline(tmp_path):
                                     "speedup_vs_cosine,workloads_reached")
   best = max(r["score_steps"] for r in result["scores"])
   assert best == pytest.approx(1.0)  # the fastest one is fastest everywhere
-  # rerunning trains nothing and gives the same scores
+  # every unit recorded its cost; the report's sum is theirs
+  costs = [layout.read_clock(root, s, 0, "bigram_quick")["cost"]
+           for s in subs_lib.QUICK]
+  assert all(c["cpu_s"] > 0 and c["wall_s"] > 0 for c in costs), costs
+  total = result["info"]["cost"]
+  assert total["units"] == len(subs_lib.QUICK) and total["unrecorded"] == 0
+  assert total["wall_s"] == pytest.approx(sum(c["wall_s"] for c in costs),
+                                          abs=0.1)
+  assert total["cpu_s"] == pytest.approx(sum(c["cpu_s"] for c in costs),
+                                         abs=0.1)
+  with open(os.path.join(root, "report.md")) as f:
+    assert f"took {total['wall_s'] / 60:.1f} min of wall time" in f.read()
+  # rerunning trains nothing and gives the same scores and costs
   again = app.run(root, quick=True)
   assert [r["score_steps"] for r in again["scores"]] == [
       r["score_steps"] for r in result["scores"]]
+  assert again["info"]["cost"] == total
 
 
 # ---- adaptive submissions, rerun-alone seconds, WSD-S anytime --------------

@@ -114,7 +114,8 @@ def run(workdir: str, *, quick: bool = False,
           "submissions": subs, "studies": studies, "trials": trials,
           "rerun_best": rerun_best, "corpus": corpus_info,
           "argv": " ".join(sys.argv),
-          "wall_s": round(time.perf_counter() - start, 1)}
+          "wall_s": round(time.perf_counter() - start, 1),
+          "cost": benchmark.cost(workdir, subs, ws, studies)}
   report.write_all(workdir, ws, subs, all_targets, rows, table, info,
                    any_rows)
   return {"rows": rows, "scores": table, "info": info}

@@ -12,6 +12,8 @@ resumes from its checkpoints.
 
 from __future__ import annotations
 
+import os
+import time
 import zlib
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -84,6 +86,7 @@ def run_study(sub: subs_lib.Submission, w: Workload, root: str, study: int,
   """
   if done(root, sub.name, study, w.name, num_trials, rerun_best):
     return False
+  started = _cost_start()
   base = base if base is not None else w.config()
   target = float("nan") if target is None else float(target)
   points = trial_points(sub, study, num_trials)
@@ -101,7 +104,8 @@ def run_study(sub: subs_lib.Submission, w: Workload, root: str, study: int,
                 target, rerun_best)
       adaptive.write_on_the_clock(sub, w, root, study, num_trials)
       layout.write_clock(root, sub.name, study, w.name, layout.read_clock(
-          root, sub.runs_of, study, w.name) | {"source_counted": True})
+          root, sub.runs_of, study, w.name) | {"source_counted": True,
+                                               "cost": _cost(started)})
       return True
     clocks = [adaptive.train_refined(sub, w, root, study, points, base)
               ] * num_trials
@@ -117,8 +121,44 @@ def run_study(sub: subs_lib.Submission, w: Workload, root: str, study: int,
   if rerun_best and clocks[best] == "population":
     clock["population_score"] = rerun_alone(sub, w, root, study, best)
     clocks[best] = "alone"
-  layout.write_clock(root, sub.name, study, w.name, clock)
+  layout.write_clock(root, sub.name, study, w.name,
+                     clock | {"cost": _cost(started)})
   return True
+
+
+def _cost_start() -> tuple[float, float]:
+  return time.perf_counter(), time.process_time()
+
+
+def _cost(started: tuple[float, float]) -> dict:
+  """What one (submission, study, workload) cost this process: wall and
+  CPU seconds (all threads; a study that had to train its refined source
+  first includes it) and the 1-min load average at the end, so sittings
+  on a shared machine can be summed honestly."""
+  wall, cpu = started
+  return {"wall_s": round(time.perf_counter() - wall, 2),
+          "cpu_s": round(time.process_time() - cpu, 2),
+          "load_1min": round(os.getloadavg()[0], 2)}
+
+
+def cost(root: str, subs: Iterable[str], ws: Sequence[Workload],
+         studies: int) -> dict:
+  """The summed cost of the units in ``root`` that recorded one (units
+  trained before costs were recorded are counted in ``unrecorded``)."""
+  out = {"units": 0, "unrecorded": 0, "wall_s": 0.0, "cpu_s": 0.0}
+  for s in subs:
+    for w in ws:
+      for k in range(studies):
+        clock = layout.read_clock(root, s, k, w.name) or {}
+        if "cost" in clock:
+          out["units"] += 1
+          out["wall_s"] += clock["cost"]["wall_s"]
+          out["cpu_s"] += clock["cost"]["cpu_s"]
+        else:
+          out["unrecorded"] += 1
+  out["wall_s"], out["cpu_s"] = (round(out["wall_s"], 1),
+                                 round(out["cpu_s"], 1))
+  return out
 
 
 def _shared(num_trials: int) -> str:

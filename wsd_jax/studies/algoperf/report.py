@@ -265,6 +265,21 @@ def seconds_note(info: dict) -> str:
           "Never compare seconds across devices.")
 
 
+def cost_note(cost: dict | None) -> str:
+  """The summed cost of every (submission, study, workload), over all the
+  sittings that trained them."""
+  if not cost:
+    return ""
+  out = (f"Training all {cost['units']} (submission, study, workload) units "
+         f"took {cost['wall_s'] / 60:.1f} min of wall time and "
+         f"{cost['cpu_s'] / 60:.1f} CPU-min, summed over the sittings that "
+         "trained them (each unit's `clock.json` has its own, with the load).")
+  if cost["unrecorded"]:
+    out += (f" {cost['unrecorded']} unit(s) were trained before costs were "
+            "recorded and are not in the sum.")
+  return out
+
+
 def markdown(ws, targets, rows, table, verdicts, robust, info,
              anytime_rows=()) -> str:
   """``report.md``."""
@@ -274,7 +289,8 @@ def markdown(ws, targets, rows, table, verdicts, robust, info,
          f"{info['studies']} studies x {info['trials']} trials per "
          "submission and workload. "
          f"Wall time of this invocation {info['wall_s']:.0f} s (finished "
-         "studies are reused, not retrained). Command: "
+         "studies are reused, not retrained). "
+         + cost_note(info.get("cost")) + " Command: "
          f"`{info['argv']}`\n",
          seconds_note(info) + "\n",
          "## Scores\n",
