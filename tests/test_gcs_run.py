@@ -5,6 +5,7 @@ inside a network namespace with only loopback (tests/gcs.py)."""
 
 import os
 import sys
+import time
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import \
@@ -69,16 +70,26 @@ def test_gs_workdir_trains_resumes_and_is_read(tmp_path):
 
 
 def test_gs_workdir_without_storage_fails_clearly(tmp_path):
+  """No emulator: the real endpoint cannot be resolved from the namespace.
+  gcsfs retries a connection error 6 times (1+2+4+8+16 s of backoff, fixed in
+  gcsfs), so the error comes after ~31-36 s (~53 s with credential lookups
+  left on). One line names the workdir and the endpoint; nothing is created
+  locally."""
   cwd = tmp_path / "cwd"
   cwd.mkdir()
+  start = time.monotonic()
   result = gcs.run_in_loopback([TRAIN + ["--config.train.steps=40"]],
                                env={"JAX_PLATFORMS": "cpu",
                                     "PYTHONPATH": ROOT},
                                with_emulator=False, timeout=300,
                                cwd=str(cwd))
+  elapsed = time.monotonic() - start
   assert result.returncode != 0
   errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
   assert len(errors) == 1, result.output[-3000:]
   assert "cannot use storage at gs://bkt/run" in errors[0]
+  assert "storage.googleapis.com" in errors[0], errors[0]
   assert "Traceback" not in result.stderr
   assert os.listdir(cwd) == []
+  # bounded: the retries, not a hang (jax import and startup included)
+  assert elapsed < 150, elapsed
