@@ -24,8 +24,7 @@ def get_config(arg: str = ""):
   t = text.get_config()
   t.model.update(embed_dim=16 if quick else 32, hidden_dim=32 if quick else 256,
                  num_layers=1, context=8)
-  t.data.update(seq_len=32 if quick else 64, batch_size=8 if quick else 64,
-                eval_batches=2 if quick else 8)
+  t.data.update(seq_len=32 if quick else 64, batch_size=8 if quick else 64)
   t.optimizer.update(weight_decay=0.0)
   t.train.update(log_every=10, grad_clip=1.0, progress=False, plots=False,
                  async_checkpoint=False)
@@ -44,6 +43,16 @@ def get_config(arg: str = ""):
       laws=("annealing", "multipower"),
       min_step=4 if quick else 300,        # fit and score from this step on
       min_r2=0.0,                          # a worse fit raises FitError
+      # The fixed eval set (the same batches at every evaluation): the last
+      # eval_fraction of the corpus, its first eval_batches batches of
+      # batch_size x seq_len bytes. Full: 64 x 4,096 = 262,144 bytes (8x the
+      # 32,768 used before), whose per-batch losses give the sampling error.
+      eval_fraction=0.05 if quick else 0.2,
+      eval_batches=4 if quick else 64,
+      smooth_degree=3,                     # jitter: cubic in log step
+      bootstrap=2000,                      # resamples of every CI
   ))
+  t.data.update(eval_fraction=c.study.eval_fraction,
+                eval_batches=c.study.eval_batches)
   c.corpus_max_bytes = 300_000 if quick else None  # None: whole corpus
   return c

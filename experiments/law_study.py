@@ -4,8 +4,9 @@ r"""Validates the loss-curve laws on real text: fit on two runs, predict others.
       --workdir=/tmp/law_study [--quick]
 
 Trains (or resumes) the study's runs in WORKDIR/runs, fits each law on
-``study.fit`` and writes law_study.{md,json,png} and report.md into WORKDIR
-(``wsd_jax.studies.law_study``).
+``study.fit``, measures the noise floor (eval-set sampling error and the
+constant run's jitter) and writes law_study.{md,json,png} and report.md into
+WORKDIR (``wsd_jax.studies.law_study``).
 """
 
 from absl import flags
@@ -24,6 +25,13 @@ def main(argv):
   for law, row in result["summary"].items():
     print(f"{law}: held-out mean {row['mean_rel_err']:.3%}, worst "
           f"{row['max_rel_err']:.3%}, min R^2 {row['min_r2']:.5f}")
+  floor = result["noise"]
+  print(f"noise floor: sigma {floor['sigma']:.3%} ({floor['limited_by']}); "
+        f"jitter {floor['jitter']:.3%}, paired eval SE "
+        f"{floor['max_paired_rel_se']:.3%}, absolute eval SE "
+        f"{floor['sampling_rel_se']:.3%} ({floor['eval_tokens']:,} tokens)")
+  for law, v in result["verdicts"].items():
+    print(f"{law}: {v['ratio']:.1f}x the floor: {v['verdict']}")
   print(f"wall: train {result['info']['train_wall_s']:.0f} s, "
         f"total {result['total_wall_s']:.0f} s")
 

@@ -9,11 +9,36 @@ each law on ``study.fit`` and scores every run; writes into WORKDIR
 and max relative error, R^2; fitted parameters), ``law_study.png`` (observed
 vs predicted curves and relative errors, one column per law) and
 ``report.md`` (the table, the papers' numbers, the verdict on the goal, the
-environment).
+noise floor and the verdict on it, the environment).
+
+The noise floor. Every evaluation uses the same fixed eval set (the first
+``study.eval_batches`` batches of the last ``study.eval_fraction`` of the
+corpus), so the eval-set sampling error is the same kind of error at every
+step. Two numbers bound what a law's error can resolve:
+
+* the eval set's *sampling* standard error, from the per-batch losses of each
+  run's final checkpoint (re-evaluated here on the trainer's eval function;
+  their mean equals the logged ``eval_loss``): the SE of the mean loss
+  (relative), which is shared by every run and absorbed by a law's offset,
+  and the *paired* SE of the difference between a held-out run and the
+  constant run, which is what a comparison of runs on this eval set cannot
+  resolve;
+* the *jitter* of the constant run: the relative RMS residual of its eval
+  loss (steps ``>= min_step``, constant LR) around a cubic in log step,
+  the step-to-step noise of training that no deterministic law predicts.
+
+The larger of the paired SE and the jitter is the floor ``sigma``; a perfect
+law whose observations carry relative noise ``sigma`` would show a mean
+relative error of ``sqrt(2/pi) * sigma``. A law's held-out error is *above
+the noise floor* when the lower end of its 95% bootstrap CI (over held-out
+runs) exceeds the upper end of that floor's (bootstrap over the residuals).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import platform
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -22,13 +47,16 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from wsd_jax import plots, reports, runs, schedules
+import jax
+
+from wsd_jax import plots, reports, runs, schedules, train
 from wsd_jax.data import corpus
 from wsd_jax.laws.curve import Curve
 from wsd_jax.laws.report import LAWS, score_table
 from wsd_jax.plots import plt
 from wsd_jax.runs import rundir
 from wsd_jax.studies import common
+from wsd_jax.train import evaluation, sharding
 from wsd_jax.train.config import with_schedule
 
 TAG = "law_study"
@@ -155,8 +183,11 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def report(rows: Sequence[dict[str, Any]], params: Mapping[str, dict],
-           fit_r2: Mapping[str, float], info: Mapping[str, Any]) -> str:
-  """report.md: the table, the papers' numbers and the verdict on the goal."""
+           fit_r2: Mapping[str, float], info: Mapping[str, Any],
+           floor: Mapping[str, Any] | None = None,
+           judged: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+  """report.md: the table, the papers' numbers, the verdict on the goal and
+  (given ``floor`` and ``judged``) the noise floor and the verdict on it."""
   lines = ["# Loss-curve law validation", "",
            "Fitted on: " + ", ".join(info.get("fit", [])) +
            "; every other run is held out. Errors are relative to the "
@@ -171,12 +202,193 @@ def report(rows: Sequence[dict[str, Any]], params: Mapping[str, dict],
     if law == GOAL_LAW:
       lines.append(f"  Goal (mean <= 0.3%, worst <= 1%): "
                    f"{'met' if goal_met(s) else 'NOT met'}.")
+  if floor is not None:
+    lines += ["", "## Noise floor", "",
+              "Every evaluation uses the same fixed eval set (hash "
+              f"`{floor['eval_hash']}`). A law's held-out error can only be "
+              "judged above the noise of the observations it is scored "
+              "against:", "", noise_markdown(floor, judged or {}).rstrip()]
   lines += ["", "## Fitted parameters", ""]
   for law, p in params.items():
     shown = ", ".join(f"{k}={v:.4g}" for k, v in p.items())
     lines.append(f"- {law}: {shown} (fit R² {fit_r2[law]:.5f})")
   lines += ["", "## Environment", ""]
   lines += [f"- {k}: {v}" for k, v in info.items() if k != "fit"]
+  return "\n".join(lines) + "\n"
+
+
+# The noise floor (pure functions of arrays, then the evaluation that feeds
+# them).
+
+def jitter(steps: np.ndarray, losses: np.ndarray, degree: int = 3,
+           n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+  """Relative RMS residual of ``losses`` around a smooth fit.
+
+  The fit is a polynomial of ``degree`` in log step on log loss; residuals
+  are ``loss / smooth - 1`` and the RMS divides by ``n - degree - 1``. The
+  95% CI resamples the residuals (bootstrap). Returns ``sigma``,
+  ``ci`` (low, high), ``n`` and the residuals.
+  """
+  steps = np.asarray(steps, np.float64)
+  losses = np.asarray(losses, np.float64)
+  n, p = len(losses), degree + 1
+  if n <= p + 1:
+    raise ValueError(f"jitter needs more than {p + 1} points, got {n}")
+  x = np.log(steps)
+  coef = np.polyfit(x, np.log(losses), degree)
+  resid = losses / np.exp(np.polyval(coef, x)) - 1
+  sigma = float(np.sqrt(np.sum(resid**2) / (n - p)))
+  rng = np.random.default_rng(seed)
+  boot = rng.choice(resid, size=(n_boot, n), replace=True)
+  sig_b = np.sqrt(np.sum(boot**2, axis=1) / (n - p))
+  lo, hi = np.percentile(sig_b, [2.5, 97.5])
+  return {"sigma": sigma, "ci": [float(lo), float(hi)], "n": n,
+          "degree": degree, "residuals": resid.tolist()}
+
+
+def sampling_se(batch_losses: np.ndarray) -> dict[str, float]:
+  """The eval set's sampling error: SE of the mean of equal-sized batches'
+  losses, absolute and relative to the mean."""
+  b = np.asarray(batch_losses, np.float64)
+  se = float(b.std(ddof=1) / np.sqrt(len(b)))
+  return {"mean": float(b.mean()), "se": se, "rel_se": se / float(b.mean()),
+          "batches": len(b)}
+
+
+def paired_se(batch_losses: np.ndarray, reference: np.ndarray) -> float:
+  """Relative SE of the difference of two models' mean losses on the same
+  batches: ``SE(mean(b - r)) / mean(r)`` (the shared part cancels)."""
+  d = np.asarray(batch_losses, np.float64) - np.asarray(reference, np.float64)
+  return float(d.std(ddof=1) / np.sqrt(len(d)) / np.mean(reference))
+
+
+def bootstrap_mean_ci(values: Sequence[float], n_boot: int = 2000,
+                      seed: int = 0) -> list[float]:
+  """95% percentile bootstrap CI of the mean of ``values``."""
+  v = np.asarray(values, np.float64)
+  rng = np.random.default_rng(seed)
+  means = rng.choice(v, size=(n_boot, len(v)), replace=True).mean(axis=1)
+  return [float(x) for x in np.percentile(means, [2.5, 97.5])]
+
+
+MEAN_ABS = float(np.sqrt(2 / np.pi))  # E|x| / sigma for a normal x
+
+
+def noise_floor(jit: Mapping[str, Any], sampling: Mapping[str, float],
+                paired: Mapping[str, float]) -> dict[str, Any]:
+  """The floor ``sigma`` (the larger of the jitter and the largest paired
+  SE), which of them limits, and the mean relative error a perfect law
+  would show at that noise (``sqrt(2/pi) sigma``, with the upper end that
+  the verdict uses)."""
+  worst_paired = max(paired.values()) if paired else 0.0
+  limit = "jitter" if jit["sigma"] >= worst_paired else "paired sampling SE"
+  sigma = max(jit["sigma"], worst_paired)
+  sigma_hi = max(jit["ci"][1], worst_paired)
+  return {"sigma": sigma, "sigma_hi": sigma_hi, "limited_by": limit,
+          "jitter": jit["sigma"], "jitter_ci": jit["ci"],
+          "sampling_rel_se": sampling["rel_se"],
+          "paired_rel_se": dict(paired), "max_paired_rel_se": worst_paired,
+          "mean_err_floor": MEAN_ABS * sigma,
+          "mean_err_floor_hi": MEAN_ABS * sigma_hi}
+
+
+def verdicts(rows: Sequence[dict[str, Any]], floor: Mapping[str, Any],
+             n_boot: int = 2000, seed: int = 0) -> dict[str, dict[str, Any]]:
+  """Per law: the held-out mean relative error with its 95% bootstrap CI
+  over held-out runs and the verdict against the floor: "above the noise
+  floor" (the law's error is measurable: the CI's low end exceeds the
+  floor's high end) or "at the noise floor"."""
+  out = {}
+  for law in dict.fromkeys(r["law"] for r in rows):
+    errs = [r["mean_rel_err"] for r in rows
+            if r["law"] == law and r["role"] == "predict"]
+    if not errs:
+      continue
+    ci = bootstrap_mean_ci(errs, n_boot, seed)
+    above = ci[0] > floor["mean_err_floor_hi"]
+    out[law] = {"mean_rel_err": float(np.mean(errs)), "ci": ci,
+                "ratio": float(np.mean(errs)) / floor["mean_err_floor"],
+                "verdict": ("above the noise floor" if above
+                            else "at the noise floor")}
+  return out
+
+
+def final_batch_losses(dirs: Mapping[str, str]) -> dict[str, Any]:
+  """Per-batch eval losses of every run's final checkpoint on the fixed eval
+  set (the trainer's eval function, built once from the first run's
+  config), the step of each and a hash of the eval set's bytes."""
+  first = next(iter(dirs.values()))
+  s, _ = train.load_state(first)
+  fn = jax.jit(evaluation.make_eval_fn(s.graphdef, s.token_groups))
+  bsh = sharding.batch_sharding(s.mesh)
+  batches = [sharding.global_batch(b, bsh) for b in s.eval_ds]
+  h = hashlib.blake2b(digest_size=8)
+  for b in s.eval_ds:
+    h.update(np.ascontiguousarray(b["inputs"]).tobytes())
+    h.update(np.ascontiguousarray(b["targets"]).tobytes())
+  losses, steps = {}, {}
+  for name, d in dirs.items():
+    ckpt = runs.Checkpointer(rundir.checkpoint_dir(d), read_only=True)
+    step = ckpt.steps()[-1]
+    state = ckpt.restore(step, s.state, None)
+    params = evaluation.eval_params(state)
+    out = []
+    for b in batches:
+      sums, counts = jax.device_get(fn(params, b))
+      out.append(float(np.sum(sums) / np.sum(counts)))
+    losses[name], steps[name] = out, int(step)
+  shape = np.asarray(batches[0]["inputs"]).shape
+  return {"losses": losses, "steps": steps, "eval_hash": h.hexdigest(),
+          "eval_tokens": len(batches) * int(np.prod(shape))}
+
+
+def noise(curves: Mapping[str, Curve], batch: Mapping[str, Any],
+          fit: Sequence[str], degree: int = 3, n_boot: int = 2000
+          ) -> dict[str, Any]:
+  """The noise floor from the constant run's curve and the per-batch
+  losses (``final_batch_losses``)."""
+  c = curves["constant"]
+  jit = jitter(c.steps, c.losses, degree, n_boot)
+  ref = batch["losses"]["constant"]
+  paired = {n: paired_se(v, ref) for n, v in batch["losses"].items()
+            if n not in fit}
+  return {**noise_floor(jit, sampling_se(ref), paired),
+          "jitter_residuals": jit["residuals"], "jitter_points": jit["n"],
+          "smooth_degree": degree, "eval_hash": batch["eval_hash"],
+          "eval_tokens": batch["eval_tokens"],
+          "eval_batches": len(ref),
+          "batch_losses": batch["losses"], "batch_steps": batch["steps"]}
+
+
+def noise_markdown(floor: Mapping[str, Any],
+                   judged: Mapping[str, Mapping[str, Any]]) -> str:
+  """The noise-floor table and one verdict line per law."""
+  pj = floor["paired_rel_se"]
+  worst = max(pj, key=pj.get) if pj else "-"
+  lines = [reports.markdown_table(
+      ["noise", "relative size", "what it is"],
+      [["eval-set sampling SE (absolute)",
+        f"{floor['sampling_rel_se']:.3%}",
+        f"SE of the mean over {floor['eval_batches']} batches "
+        f"({floor['eval_tokens']:,} tokens), constant run's final checkpoint;"
+        " shared by every run, a law's offset absorbs it"],
+       ["eval-set sampling SE (paired)", f"{floor['max_paired_rel_se']:.3%}",
+        f"largest over held-out runs ({worst}) of the SE of the per-batch "
+        "difference from the constant run at the final checkpoints"],
+       ["jitter of the constant run", f"{floor['jitter']:.3%} "
+        f"(95% CI {floor['jitter_ci'][0]:.3%}–{floor['jitter_ci'][1]:.3%})",
+        f"relative RMS residual around a degree-{floor['smooth_degree']} "
+        f"polynomial in log step, {floor['jitter_points']} evaluations"],
+       ["floor on a mean rel. err",
+        f"{floor['mean_err_floor']:.3%} (high end "
+        f"{floor['mean_err_floor_hi']:.3%})",
+        f"sqrt(2/pi) x the larger of the two; limited by the "
+        f"{floor['limited_by']}"]]).rstrip(), ""]
+  for law, v in judged.items():
+    lines.append(f"- **{law}**: held-out mean relative error "
+                 f"{v['mean_rel_err']:.3%} (95% bootstrap CI over held-out "
+                 f"runs {v['ci'][0]:.3%}–{v['ci'][1]:.3%}), "
+                 f"{v['ratio']:.1f}x the floor: **{v['verdict']}**.")
   return "\n".join(lines) + "\n"
 
 
@@ -192,9 +404,10 @@ def predictions(fitted: Mapping[str, Any], curves: Mapping[str, Curve]
 
 def figure(observed: Mapping[str, tuple[np.ndarray, np.ndarray]],
            predicted: Mapping[str, Mapping[str, np.ndarray]],
-           fit: Sequence[str], path: str) -> str:
-  """Top: observed (dots) vs predicted (lines); bottom: relative error. One
-  column per law; each run keeps its colour in every column."""
+           fit: Sequence[str], path: str, sigma: float | None = None) -> str:
+  """Top: observed (dots) vs predicted (lines); bottom: relative error, with
+  the noise floor ``±sigma`` shaded. One column per law; each run keeps its
+  colour in every column."""
   fig, axes = plt.subplots(2, len(predicted), figsize=(6 * len(predicted), 7),
                            sharex=True, squeeze=False,
                            gridspec_kw={"height_ratios": [2, 1]})
@@ -214,6 +427,10 @@ def figure(observed: Mapping[str, tuple[np.ndarray, np.ndarray]],
     top.set_ylabel("eval loss")
     top.legend(fontsize=7)
     bottom.axhline(0, color="k", lw=0.5)
+    if sigma is not None:
+      bottom.axhspan(-100 * sigma, 100 * sigma, color="0.5", alpha=0.2,
+                     lw=0, label=f"noise floor ±{sigma:.2%}")
+      bottom.legend(fontsize=7, loc="upper left")
     bottom.set_ylabel("pred / obs - 1 (%)")
     bottom.set_xlabel("step")
   return plots.save(fig, path)
@@ -224,8 +441,10 @@ def figure(observed: Mapping[str, tuple[np.ndarray, np.ndarray]],
 def analyse(dirs: Mapping[str, str], fit: Sequence[str], laws: Sequence[str],
             out: str, info: Mapping[str, Any] | None = None,
             metric: str = "eval_loss", min_step: int = 0,
+            smooth_degree: int = 3, n_boot: int = 2000,
             **options: Any) -> dict[str, Any]:
-  """Fits, scores and writes the tables, figure and report into ``out``.
+  """Fits, scores, measures the noise floor (from the curves and the runs'
+  final checkpoints) and writes the tables, figure and report into ``out``.
 
   Only losses at steps ``>= min_step`` are fitted and scored (the laws are
   not meant for the first steps of training, where the loss falls by
@@ -241,31 +460,44 @@ def analyse(dirs: Mapping[str, str], fit: Sequence[str], laws: Sequence[str],
   stem = rundir.join(out, "law_study")
   rundir.write_text(stem + ".md", markdown(rows))
   s = summary(rows)
+  start = time.perf_counter()
+  floor = noise(curves, final_batch_losses(dirs), fit, smooth_degree, n_boot)
+  judged = verdicts(rows, floor, n_boot)
+  info["noise_wall_s"] = round(time.perf_counter() - start, 1)
   result = {"metric": metric, "info": info, "rows": rows, "summary": s,
             "goal_met": goal_met(s[GOAL_LAW]) if GOAL_LAW in s else None,
-            "params": params, "fit_r2": fit_r2}
+            "params": params, "fit_r2": fit_r2, "noise": floor,
+            "verdicts": judged}
   rundir.write_json(stem + ".json", result)
   figure({n: (c.steps, c.losses) for n, c in curves.items()},
-         predictions(fitted, curves), fit, stem + ".png")
+         predictions(fitted, curves), fit, stem + ".png", floor["sigma"])
   rundir.write_text(rundir.join(out, "report.md"),
-                    report(rows, params, fit_r2, info))
+                    report(rows, params, fit_r2, info, floor, judged))
   return result
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (resumes) the study's runs, fits, scores and writes the report."""
   start = time.perf_counter()
+  load_start = os.getloadavg()[0]
   info = corpus.use_stdlib_corpus(config, workdir)
   dirs = train_runs(config, workdir)
   s, t = config.study, config.train_config
   info.update(model=str(t.model.to_dict()),
               batch=f"{t.data.batch_size} x {t.data.seq_len} bytes",
               total_steps=int(s.total_steps), eval_every=int(s.eval_every),
+              eval_fraction=float(t.data.eval_fraction),
               eval_batches=int(t.data.eval_batches),
               train_wall_s=round(time.perf_counter() - start, 1),
+              machine=f"{platform.machine()} {platform.processor() or ''}"
+                      f" {os.cpu_count()} CPUs".replace("  ", " "),
+              load_avg_1min_start=round(load_start, 2),
+              load_avg_1min_after_training=round(os.getloadavg()[0], 2),
               argv=" ".join(sys.argv))
   result = analyse(dirs, list(s.fit), list(s.laws), workdir, info,
-                   min_step=int(s.min_step), warmup_steps=int(s.warmup_steps),
+                   min_step=int(s.min_step),
+                   smooth_degree=int(s.smooth_degree),
+                   n_boot=int(s.bootstrap), warmup_steps=int(s.warmup_steps),
                    min_r2=float(s.min_r2))
   result["total_wall_s"] = round(time.perf_counter() - start, 1)
   return result
