@@ -23,8 +23,7 @@ def main(argv):
   result = river_valley_report.run(cli.study_config(river_valley_config),
                                    workdir)
   for c in result["claims"]:
-    verdict = "REPRODUCED" if c["reproduced"] else "NOT reproduced"
-    print(f"[river_valley] {verdict}: {c['claim']}")
+    print(f"[river_valley] {c['verdict'].upper()}: {c['claim']}")
   print(f"[river_valley] report: {workdir}/report.md "
         f"({result['wall_time_s']['total_s']:.0f} s)")
 

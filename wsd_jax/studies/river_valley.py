@@ -4,7 +4,7 @@ Every run is an ordinary run directory under ``DIR``::
 
     DIR/wsd/seed{S}/                      WSD main run (constant after warmup)
     DIR/wsd/seed{S}/branches/budget{B}/   decay branch ending at budget B
-    DIR/wsd/seed{S}/branches/hill{s}/     short decay branch from stable step s
+    DIR/wsd/seed{S}/branches/hill{s}_d{d}/  d-step decay branch from stable step s
     DIR/cosine/seed{S}_b{B}/              cosine to budget B
     DIR/wsd_s/seed{S}/                    WSD-S over all budgets (one run)
     DIR/cyclic_cosine/seed{S}/            cyclic cosine over the WSD-S points
@@ -77,6 +77,16 @@ class Plan:
     return tuple(int(s) for s in self.config.seeds)
 
   @property
+  def hill_decays(self) -> tuple[int, ...]:
+    """The lengths of the short decays from every hill step, ascending."""
+    return tuple(sorted(int(d) for d in self.config.hill_decays))
+
+  @property
+  def levels(self) -> int:
+    """The number of entropy levels (groups) of the study's language."""
+    return int(self.config.entropy_levels)
+
+  @property
   def stable_end(self) -> int:
     """The last stable step: the main run's end, the last budget's fork."""
     return self.equal_compute.forks[-1]
@@ -92,14 +102,16 @@ class Plan:
 
   @property
   def eval_every(self) -> int:
-    """Evaluates every budget point, fork point and branch end."""
-    return math.gcd(*self.budgets, *self.decays, int(self.config.hill_every),
-                    int(self.config.hill_decay_steps))
+    """Evaluates every budget point and fork point (a run is also evaluated
+    at its last step, so every hill branch's end is)."""
+    return math.gcd(*self.budgets, *self.decays, int(self.config.hill_every))
 
   def base(self) -> ml_collections.ConfigDict:
     """The run config every run of the study starts from."""
     c = ml_collections.ConfigDict(self.config.run.to_dict())
     c.train.update(eval_every=self.eval_every, log_every=self.eval_every)
+    c.data.num_groups = self.levels
+    c.data.spec_seed = int(self.config.spec_seed)
     return c
 
 
@@ -111,12 +123,12 @@ def cosine_dir(workdir: str, seed: int, budget: int) -> str:
   return rundir.join(workdir, "cosine", f"seed{seed}_b{budget}")
 
 
-def hill_branch(step: int) -> str:
-  return f"hill{step}"
+def hill_branch(step: int, decay: int) -> str:
+  return f"hill{step}_d{decay}"
 
 
-def hill_dir(workdir: str, seed: int, step: int) -> str:
-  return rundir.branch_dir(main_dir(workdir, seed), hill_branch(step))
+def hill_dir(workdir: str, seed: int, step: int, decay: int) -> str:
+  return rundir.branch_dir(main_dir(workdir, seed), hill_branch(step, decay))
 
 
 def cosine_spec(plan: Plan, workdir: str, seed: int, budget: int
@@ -128,12 +140,12 @@ def cosine_spec(plan: Plan, workdir: str, seed: int, budget: int
 
 
 def hill_specs(plan: Plan, workdir: str) -> list[runs.RunSpec | None]:
-  """A short linear decay from every ``hill_every``-th stable checkpoint
-  (None for a finished one)."""
-  return [common.branch_spec(main_dir(workdir, s), step,
-                             int(plan.config.hill_decay_steps), "linear",
-                             plan.final, hill_branch(step))
-          for s in plan.seeds for step in plan.hill_steps]
+  """A short linear decay of every length in ``hill_decays`` from every
+  ``hill_every``-th stable checkpoint (None for a finished one)."""
+  return [common.branch_spec(main_dir(workdir, s), step, d, "linear",
+                             plan.final, hill_branch(step, d))
+          for d in plan.hill_decays for s in plan.seeds
+          for step in plan.hill_steps]
 
 
 def run_all(config: ml_collections.ConfigDict, workdir: str) -> Plan:
@@ -143,7 +155,7 @@ def run_all(config: ml_collections.ConfigDict, workdir: str) -> Plan:
   common.train_stage(TAG, "WSD main runs", ec.main_specs(
       p, base, workdir, seeds, extra_keep=plan.hill_steps))
   common.train_stage(
-      TAG, f"WSD decay branches and hill branches ({config.hill_decay_steps}"
+      TAG, f"WSD decay branches and hill branches ({list(plan.hill_decays)}"
       f"-step decays from {len(plan.hill_steps)} stable checkpoints)",
       ec.branch_specs(p, workdir, seeds) + hill_specs(plan, workdir))
   common.train_stage(TAG, "cosine runs", [
