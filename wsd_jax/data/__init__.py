@@ -21,12 +21,14 @@ from wsd_jax.data import digits
 from wsd_jax.data import pipeline
 from wsd_jax.data import text
 from wsd_jax.data import tfds_source
+from wsd_jax.data import zipf_bigram
 from wsd_jax.data.bigram import BigramSpec
 from wsd_jax.data.pipeline import fingerprint
 
-KNOWN_DATASETS = ("bigram", "text", "tfds", "bpe", "digits")
+KNOWN_DATASETS = ("bigram", "text", "tfds", "bpe", "digits", "zipf_bigram")
 SPLITS = ("train", "eval")
-_READERS = {"bigram": bigram.reader, "text": text.reader, "bpe": bpe.reader}
+_READERS = {"bigram": bigram.reader, "text": text.reader, "bpe": bpe.reader,
+            "zipf_bigram": zipf_bigram.reader}
 _ENDLESS = 2**62  # Length of the id stream of a generated source.
 
 __all__ = ["BigramSpec", "KNOWN_DATASETS", "check_files", "data_info",
@@ -109,7 +111,7 @@ def make_dataset(data_config, split: str, *, seed: int, process_index: int = 0,
 
 def vocab_size(data_config) -> int:
   """Number of token ids the dataset can produce."""
-  if data_config.get("name", None) == "bigram":
+  if data_config.get("name", None) in ("bigram", "zipf_bigram"):
     return int(data_config.vocab_size)
   if data_config.get("name", None) in ("text", "tfds"):
     return text.VOCAB_SIZE
@@ -138,14 +140,18 @@ def token_groups(data_config) -> np.ndarray | None:
   The trainer logs ``eval_loss_group{g}`` for each group."""
   if data_config.get("name", None) == "bigram":
     return np.asarray(bigram.spec_of(data_config).group_of_token, np.int32)
+  if data_config.get("name", None) == "zipf_bigram":
+    return np.asarray(zipf_bigram.spec_of(data_config).group_of_token,
+                      np.int32)
   return None
 
 
 def data_info(data_config) -> dict:
   """Facts about the data that a run records in ``run.json`` (the bigram
   corpus's exact optimal loss, overall and per group)."""
-  if data_config.get("name", None) == "bigram":
-    spec = bigram.spec_of(data_config)
+  if data_config.get("name", None) in ("bigram", "zipf_bigram"):
+    spec = (bigram if data_config.name == "bigram" else
+            zipf_bigram).spec_of(data_config)
     return {"optimal_loss": float(spec.optimal_loss),
             "optimal_loss_by_group": [float(x)
                                       for x in spec.optimal_loss_by_group]}
