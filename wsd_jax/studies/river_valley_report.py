@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import time
 
 import jax
@@ -200,6 +201,24 @@ def machine() -> str:
           f"{load} (1/5/15 min) when the report was written")
 
 
+def cpu_seconds() -> float:
+  """User + system CPU time of this process so far."""
+  u = resource.getrusage(resource.RUSAGE_SELF)
+  return u.ru_utime + u.ru_stime
+
+
+def invocations(history: list[dict]) -> str:
+  """Every invocation of the study in this directory (a rerun reuses the
+  finished runs, so the first one that trained them holds the training
+  time)."""
+  if len(history) < 2:
+    return ""
+  return "Every invocation in this directory:\n\n" + "\n".join(
+      f"{i}. {h['total_s']:.0f} s wall ({h['train_s']:.0f} s training, "
+      f"{h['cpu_s']:.0f} CPU-s) on {h['machine']}"
+      for i, h in enumerate(history, 1)) + "\n"
+
+
 def claim_lines(claims: list[dict]) -> list[str]:
   """The report's line for each claim: its verdict, criterion and numbers."""
   return [f"- **{c['claim']}** ({rva.TOY}): **{rva.verdict(c)}** — "
@@ -252,8 +271,13 @@ def write(plan: rv.Plan, workdir: str, wall: dict) -> dict:
       "wsd_vs_cosine", "groups", "levels", "river_hill", "curvature",
       "valley", "equal_compute")}
   md = {k: write_table(workdir, t) for k, t in tables.items()}
-  wall = dict(wall, total_s=time.perf_counter() - wall["start"])
+  wall = dict(wall, total_s=time.perf_counter() - wall["start"],
+              cpu_s=cpu_seconds() - wall["cpu_start"], machine=machine())
   wall.pop("start")
+  wall.pop("cpu_start")
+  log = rundir.join(workdir, "invocations.json")
+  history = (rundir.read_json(log) if rundir.exists(log) else []) + [wall]
+  rundir.write_json(log, history)
   result = {"claims": claims, "wall_time_s": wall, "machine": machine(),
             "exact_check": check, "figures": figures,
             "figure_colors": colors, "tables": sorted(tables)}
@@ -273,8 +297,9 @@ def write(plan: rv.Plan, workdir: str, wall: dict) -> dict:
 Wen et al., arXiv 2410.05192, scaled down to a bigram logit table: a
 {rva.TOY}, not evidence about language models. Produced by
 `python -m experiments.river_valley --workdir=DIR{quick}`.
-Wall time: {wall['total_s']:.0f} s in all ({wall['train_s']:.0f} s training)
-on {machine()}.
+Wall time: {wall['total_s']:.0f} s in all ({wall['train_s']:.0f} s training,
+{wall['cpu_s']:.0f} CPU-seconds of this process) on {wall['machine']}.
+{invocations(history)}
 
 ## Settings
 
@@ -397,7 +422,8 @@ mean ± std over seeds, and paired differences (same seed, same eval tokens).
 def run(config, workdir: str) -> dict:
   """Trains (or reuses) every run of the study and writes its report;
   returns ``claims.json``'s content."""
-  start = time.perf_counter()
+  start, cpu = time.perf_counter(), cpu_seconds()
   plan = rv.run_all(config, workdir)
   return write(plan, workdir,
-               {"start": start, "train_s": time.perf_counter() - start})
+               {"start": start, "cpu_start": cpu,
+                "train_s": time.perf_counter() - start})
