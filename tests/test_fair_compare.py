@@ -268,7 +268,21 @@ def test_quick_report_states_verdicts_time_and_regime(quick):
   report = open(os.path.join(root, "report.md")).read()
   assert "Toy illustration" in report
   assert f"over budgets: **{r['analysis']['verdict']}**" in report
-  assert f"Wall time {r['wall_s']:.0f} s" in report and "load average" in report
+  assert len(r["sessions"]) == 1 and r["sessions"][0]["cpu_s"] > 0
+  assert f"{r['total_wall_s']:.0f} s wall" in report
+  assert "load average" in report and r["machine"] in report
   for name in r["figures"].values():
     assert f"]({name})" in report
     assert os.path.getsize(os.path.join(root, name)) > 10_000
+
+
+@pytest.mark.slow
+def test_quick_rerun_trains_nothing_and_adds_a_session(quick, capsys):
+  root, r = quick
+  again = study.run(root, quick=True)
+  out = capsys.readouterr().out
+  assert out.count("already done") == 3
+  assert again["losses"] == r["losses"]
+  assert len(again["sessions"]) == 2
+  assert again["total_cpu_s"] == pytest.approx(
+      sum(x["cpu_s"] for x in again["sessions"]))

@@ -273,17 +273,22 @@ def main_specs(p: Plan, workdir: str) -> list[runs.RunSpec]:
   return out
 
 
-def branch_specs(p: Plan, workdir: str) -> list[runs.RunSpec | None]:
-  """Every WSD variant's decay branches (None: finished)."""
+def branch_specs(p: Plan, workdir: str, variant: str | None = None,
+                 budget: int | None = None) -> list[runs.RunSpec | None]:
+  """The WSD variants' decay branches (None: finished); only ``variant``'s
+  and ``budget``'s when given."""
   out = []
   for name, f, shape in p.variants:
+    if variant not in (None, name):
+      continue
     forks, decays = p.forks(f), p.wsd_lengths(f)[1]
     for peak in p.peaks:
       for s in p.seeds:
         for b, fork, d in zip(p.budgets, forks, decays):
-          out.append(common.branch_spec(
-              main_dir(workdir, peak, s), fork, d, shape,
-              p.final_fraction * peak, branch_name(name, b)))
+          if budget in (None, b):
+            out.append(common.branch_spec(
+                main_dir(workdir, peak, s), fork, d, shape,
+                p.final_fraction * peak, branch_name(name, b)))
   return out
 
 
@@ -308,9 +313,13 @@ def train(p: Plan, workdir: str) -> None:
   """Trains (resumes) every run; finished runs are skipped."""
   n = f"{len(p.peaks)} peaks x {len(p.seeds)} seeds"
   common.train_stage(TAG, f"WSD main runs ({n})", main_specs(p, workdir))
-  common.train_stage(TAG, f"WSD decay branches ({len(p.variants)} variants "
-                     f"x {len(p.budgets)} budgets x {n})",
-                     branch_specs(p, workdir))
+  # One call per variant and budget (one vmapped program each): every run
+  # of a call holds a data iterator with its prefetch threads from the start
+  # of the call, so 768 branches at once meant ~12,000 threads.
+  for name, _, _ in p.variants:
+    for b in p.budgets:
+      common.train_stage(TAG, f"WSD decay branches {name} budget {b} ({n})",
+                         branch_specs(p, workdir, name, b))
   common.train_stage(TAG, f"WSD-S and cyclic cosine ({n})",
                      cyclic_specs(p, workdir))
 
@@ -545,10 +554,17 @@ def markdown(r: dict) -> str:
       "tuned peak.\n",
       f"**Regime: {r['regime']}**\n",
       f"Command: `python -m experiments.fair_compare --workdir=DIR"
-      f"{' --quick' if r['quick'] else ''}`. Wall time "
-      f"{r['wall_s']:.0f} s ({r['train_s']:.0f} s training) on "
-      f"{r['machine']}; load average {r['load_start']} at the start, "
-      f"{r['load_end']} at the end.\n",
+      f"{' --quick' if r['quick'] else ''}` on {r['machine']}. Measured "
+      f"cost, summed over the {len(r['sessions'])} session(s) that built "
+      f"this directory: {r['total_wall_s']:.0f} s wall, "
+      f"{r['total_cpu_s'] / 60:.1f} CPU-minutes (the last session: "
+      f"{r['wall_s']:.0f} s wall, {r['train_s']:.0f} s of it training):\n",
+      reports.markdown_table(
+          ["session", "started (UTC)", "wall s", "CPU s",
+           "load average at start", "at end"],
+          [[x["what"], x["started_utc"], f"{x['wall_s']:.0f}",
+            f"{x['cpu_s']:.0f}", x["load_start"], x["load_end"]]
+           for x in r["sessions"]]),
       "## Setup\n",
       f"- data, model, optimizer: the SGD bigram toy of the river-valley "
       "study as its review judged it (`configs/river_valley.py`'s `run`: "
@@ -638,21 +654,48 @@ def markdown(r: dict) -> str:
   return "\n".join(lines)
 
 
+SESSIONS = "sessions.json"
+
+
+def record_session(workdir: str, what: str, started: float, cpu_start: float,
+                   load_start: Sequence[float]) -> list[dict]:
+  """Appends this process's session (wall and CPU seconds since
+  ``started`` / ``cpu_start``, load averages, machine) to
+  ``DIR/sessions.json``; returns every session recorded so far. A resumed
+  study's cost is the sum over its sessions."""
+  path = rundir.join(workdir, SESSIONS)
+  sessions = rundir.read_json(path) if rundir.exists(path) else []
+  sessions.append({
+      "what": what,
+      "started_utc": time.strftime("%Y-%m-%d %H:%M:%S",
+                                   time.gmtime(started)),
+      "wall_s": time.time() - started,
+      "cpu_s": time.process_time() - cpu_start,
+      "load_start": [round(x, 2) for x in load_start],
+      "load_end": [round(x, 2) for x in os.getloadavg()],
+      "machine": machine()})
+  rundir.write_json(path, sessions)
+  return sessions
+
+
 def run(workdir: str, quick: bool = False, plan_: Plan | None = None) -> dict:
   """Trains (resumes) the sweep, analyses it and writes ``report.md``,
   ``results.json`` and ``fair_compare_{peaks,tuned}.png``; returns the
   results."""
-  start = time.perf_counter()
-  load_start = [round(x, 2) for x in os.getloadavg()]
+  started, cpu_start = time.time(), time.process_time()
+  load_start = os.getloadavg()
   p = plan_ or plan(quick)
   train(p, workdir)
-  train_s = time.perf_counter() - start
+  train_s = time.time() - started
   losses = read_losses(p, workdir)
   res = analyse(p, losses)
   figs = {"peaks": peak_figure(p, losses, res, rundir.join(
               workdir, "fair_compare_peaks.png")),
           "tuned": tuned_figure(p, res, rundir.join(
               workdir, "fair_compare_tuned.png"))}
+  sessions = record_session(workdir, "experiments.fair_compare (train what "
+                            "is missing, then analyse)", started, cpu_start,
+                            load_start)
   results = {
       "plan": dataclasses.asdict(p), "quick": p.quick, "regime": REGIME,
       "methods": list(p.methods), "paper_wsd": p.paper_wsd,
@@ -663,9 +706,10 @@ def run(workdir: str, quick: bool = False, plan_: Plan | None = None) -> dict:
                  for m, v in losses.items()},
       "analysis": res,
       "figures": {k: os.path.basename(v) for k, v in figs.items()},
-      "train_s": train_s, "wall_s": time.perf_counter() - start,
-      "machine": machine(), "load_start": load_start,
-      "load_end": [round(x, 2) for x in os.getloadavg()]}
+      "train_s": train_s, "wall_s": sessions[-1]["wall_s"],
+      "machine": machine(), "sessions": sessions,
+      "total_wall_s": sum(x["wall_s"] for x in sessions),
+      "total_cpu_s": sum(x["cpu_s"] for x in sessions)}
   rundir.write_json(rundir.join(workdir, "results.json"), results)
   rundir.write_text(rundir.join(workdir, "report.md"), markdown(results))
   return results
