@@ -160,6 +160,28 @@ def test_an_optimum_at_the_edge_leaves_the_slope_unknown():
   assert res["in_range"] == "refuted"   # the edge 0.05 is below 10%
 
 
+def test_edge_optima_keep_a_one_sided_slope_verdict():
+  # Upper edge (0.5) at the longer lengths: the true optima are larger
+  # still, so the measured slope is a lower bound and "refuted" stands.
+  res = study.analyse_fractions(FRACTIONS, LENGTHS,
+                                _fabricated_fractions((0.25, 0.7, 0.9)),
+                                n_boot=100)
+  assert [r["interior"] for r in res["per_length"]] == [True, False, False]
+  assert res["shrinks"] == "refuted"
+  # Lower edge at the longest length: an upper bound keeps "reproduced".
+  res = study.analyse_fractions(FRACTIONS, LENGTHS,
+                                _fabricated_fractions((0.3, 0.1, 0.02)),
+                                n_boot=100)
+  assert res["shrinks"] == "reproduced"
+  # Upper edge at the shortest length moves the slope the other way.
+  assert study.slope_verdict(FRACTIONS, LENGTHS, (0.5, 0.2, 0.3),
+                             (False, True, True), (0.1, 0.3)) == (
+                                 "inconclusive")
+  assert study.slope_verdict(FRACTIONS, LENGTHS, (0.5, 0.2, 0.1),
+                             (False, True, True), (-0.3, -0.1)) == (
+                                 "reproduced")
+
+
 def _numpy_annealing_loss(params, lrs, step, warmup, lam=0.999):
   """Tissue et al.'s law from its definition (independent of wsd_jax)."""
   eta = np.array(lrs[:step], np.float64)
