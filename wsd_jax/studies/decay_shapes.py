@@ -317,12 +317,29 @@ def selection_losses(p: Plan, root: str) -> np.ndarray:
                    for m in p.methods])
 
 
+TIMING = "timing.json"
+
+
+def _stage(root: str, label: str, specs) -> None:
+  """``common.train_stage``, recording in ``DIR/timing.json`` the wall time
+  and load of the call that trained the stage (a resumed call that trains
+  nothing leaves the record alone)."""
+  path = rundir.join(root, TIMING)
+  timing = rundir.read_json(path) if rundir.exists(path) else {}
+  start, load_start = time.perf_counter(), load()
+  if common.train_stage(TAG, label, specs):
+    timing[label] = {"wall_s": round(time.perf_counter() - start, 1),
+                     "runs": len(specs), "load_start": load_start,
+                     "load_end": load(), "machine": machine()}
+    rundir.write_json(path, timing)
+
+
 def train(p: Plan, root: str) -> dict:
   """Trains (resumes) every stage; returns the selection losses and the
   chosen peaks (read back from the run directories)."""
   base = base_config(p, root)
   every = p.eval_every
-  common.train_stage(TAG, "(a) selection", [
+  _stage(root, "(a) selection", [
       spec(base, method_schedule(p, m, x), p.steps, s,
            select_dir(root, m, x, s), every)
       for m in p.methods for x in p.peaks for s in p.select_seeds])
@@ -332,14 +349,13 @@ def train(p: Plan, root: str) -> dict:
                 eval_dir(root, m, s), every)
            for i, m in enumerate(p.methods) for s in p.eval_seeds]
   specs += [spec(base, fraction_schedule(p, n, f), n, s,
-                frac_dir(root, n, f, s))
-           for n in p.lengths for f in p.fractions for s in p.eval_seeds]
+                 frac_dir(root, n, f, s), every)
+            for n in p.lengths for f in p.fractions for s in p.eval_seeds]
   specs += [spec(base, sched, p.lengths[-1], s, law_dir(root, name, s),
                  eval_every=p.law_every)
             for name, sched in law_schedules(p).items() for s in p.eval_seeds]
   # One call: runs of equal length share one program across (a) and (b).
-  common.train_stage(TAG, "(a) evaluation, (b) fractions and law runs",
-                     specs)
+  _stage(root, "(a) evaluation, (b) fractions and law runs", specs)
   return {"selection": sel, "chosen": chosen}
 
 
@@ -602,8 +618,12 @@ def markdown(r: dict) -> str:
       "# Decay shapes and decay fractions\n",
       f"Regime: {r['regime']}\n",
       f"Command: `python -m experiments.decay_shapes --workdir=DIR"
-      f"{' --quick' if r['quick'] else ''}`. Wall time {r['wall_s']:.0f} s "
-      f"on {r['machine']}; load average {r['load']}.\n",
+      f"{' --quick' if r['quick'] else ''}`. Training, measured when each "
+      "stage trained: " + "; ".join(
+          f"{k}: {v['runs']} runs, {v['wall_s']:.0f} s on {v['machine']}, "
+          f"load average {v['load_start']} at its start, {v['load_end']} at "
+          "its end" for k, v in r["timing"].items())
+      + f". This analysis call: {r['wall_s']:.0f} s (load {r['load']}).\n",
       "Setup: AdamW (b1 0.9, b2 0.95, no weight decay, clip 1), batches of "
       f"{p['batch']} x {p['seq_len']} bytes; final eval loss on one fixed "
       f"held-out set of {p['eval_rows'] * p['seq_len']:,} bytes.\n",
@@ -756,6 +776,8 @@ def run(workdir: str, quick: bool = False, plan_: Plan | None = None,
              "frac_losses": nan_none(frac), "fractions": fr, "law": lp,
              "law_verdict": law_verdict(fr["per_length"], lp["per_length"]),
              "figures": {k: os.path.basename(v) for k, v in figs.items()},
+             "timing": rundir.read_json(rundir.join(workdir, TIMING))
+                       if rundir.exists(rundir.join(workdir, TIMING)) else {},
              "wall_s": time.perf_counter() - start, "machine": machine(),
              "load": f"{load_start} at start, {load()} at the end"}
   rundir.write_json(rundir.join(workdir, "results.json"), results)
