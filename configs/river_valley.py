@@ -48,7 +48,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   run.optimizer.update(name="sgd", b1=None, b2=None, weight_decay=None)
   run.train.update(grad_clip=0.0, progress=False, plots=False, keep_last=1)
   if quick:
-    run.data.eval_batches = 16
+    run.data.eval_batches = 8
   c.run = run                    # every run of the study starts from this
   # ... with its language split into this many entropy levels (Plan.base();
   # c.run keeps 4 because other notebooks use it as "the SGD bigram setup").
