@@ -180,6 +180,13 @@ def test_sensitivity_reads_the_fixed_peaks_from_the_sweep():
                              losses["wsd_s"][2, ns:].mean(axis=0))
 
 
+def test_elapsed_spans_sessions_that_overlap():
+  s = [{"started_utc": "2026-01-01 00:00:00", "wall_s": 100.0},
+       {"started_utc": "2026-01-01 00:00:50", "wall_s": 100.0},
+       {"started_utc": "2026-01-01 00:05:00", "wall_s": 10.0}]
+  assert study.elapsed(s) == 310.0
+
+
 def test_cyclic_cosine_has_less_lr_area_than_wsd_s():
   p = study.plan()
   ratio = study.lr_area_ratio(p)
@@ -286,3 +293,5 @@ def test_quick_rerun_trains_nothing_and_adds_a_session(quick, capsys):
   assert len(again["sessions"]) == 2
   assert again["total_cpu_s"] == pytest.approx(
       sum(x["cpu_s"] for x in again["sessions"]))
+  # Run one after the other: elapsed covers both sessions' wall time.
+  assert again["elapsed_s"] >= again["total_wall_s"] - 2

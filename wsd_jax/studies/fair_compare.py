@@ -45,6 +45,7 @@ or more refutes it.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import math
 import os
@@ -555,9 +556,11 @@ def markdown(r: dict) -> str:
       f"**Regime: {r['regime']}**\n",
       f"Command: `python -m experiments.fair_compare --workdir=DIR"
       f"{' --quick' if r['quick'] else ''}` on {r['machine']}. Measured "
-      f"cost, summed over the {len(r['sessions'])} session(s) that built "
-      f"this directory: {r['total_wall_s']:.0f} s wall, "
-      f"{r['total_cpu_s'] / 60:.1f} CPU-minutes (the last session: "
+      f"cost of the {len(r['sessions'])} session(s) that built this "
+      f"directory: {r['elapsed_s']:.0f} s elapsed from the first start to "
+      f"the last end ({r['total_wall_s']:.0f} s wall summed over sessions, "
+      f"some of which ran side by side), {r['total_cpu_s'] / 60:.1f} "
+      f"CPU-minutes (the last session: "
       f"{r['wall_s']:.0f} s wall, {r['train_s']:.0f} s of it training):\n",
       reports.markdown_table(
           ["session", "started (UTC)", "wall s", "CPU s",
@@ -678,6 +681,14 @@ def record_session(workdir: str, what: str, started: float, cpu_start: float,
   return sessions
 
 
+def elapsed(sessions: Sequence[dict]) -> float:
+  """Seconds from the first session's start to the last one's end."""
+  starts = [calendar.timegm(time.strptime(x["started_utc"],
+                                          "%Y-%m-%d %H:%M:%S"))
+            for x in sessions]
+  return max(t + x["wall_s"] for t, x in zip(starts, sessions)) - min(starts)
+
+
 def run(workdir: str, quick: bool = False, plan_: Plan | None = None) -> dict:
   """Trains (resumes) the sweep, analyses it and writes ``report.md``,
   ``results.json`` and ``fair_compare_{peaks,tuned}.png``; returns the
@@ -709,7 +720,8 @@ def run(workdir: str, quick: bool = False, plan_: Plan | None = None) -> dict:
       "train_s": train_s, "wall_s": sessions[-1]["wall_s"],
       "machine": machine(), "sessions": sessions,
       "total_wall_s": sum(x["wall_s"] for x in sessions),
-      "total_cpu_s": sum(x["cpu_s"] for x in sessions)}
+      "total_cpu_s": sum(x["cpu_s"] for x in sessions),
+      "elapsed_s": elapsed(sessions)}
   rundir.write_json(rundir.join(workdir, "results.json"), results)
   rundir.write_text(rundir.join(workdir, "report.md"), markdown(results))
   return results
