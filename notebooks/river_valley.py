@@ -37,8 +37,8 @@ if "google.colab" in sys.modules:
 #
 # This is exactly what `python -m experiments.river_valley --workdir=DIR
 # [--quick]` runs: `wsd_jax.studies.river_valley_report.run(config, workdir)`
-# with `configs/river_valley.py`. The full form takes about 3 minutes on
-# 2 CPU cores, `quick` about 1.5. `WSD_JAX_QUICK=1` shrinks it further, to CI
+# with `configs/river_valley.py`. The full form takes about 6.5 CPU-minutes
+# (8 seeds), `quick` under one. `WSD_JAX_QUICK=1` shrinks it further, to CI
 # size (one seed, two budgets: a pipeline check, not evidence).
 
 # %%
