@@ -3,6 +3,7 @@ computations, its claim rules on arrays of known verdict, and its quick form
 (the CI run) on its values."""
 
 import json
+import types
 
 import jax
 import jax.numpy as jnp
@@ -142,6 +143,50 @@ def test_curvature_claim_follows_the_sign_of_the_correlation():
   assert rva.curvature_claim(h, h + noise, reps=200)["verdict"] == (
       "reproduced")
   assert rva.curvature_claim(h, -h + noise, reps=200)["verdict"] == "refuted"
+
+
+def _synthetic_tables(river_falls: bool, uncertain_helped: bool,
+                      cyclic_best: bool) -> dict:
+  """Tables of the shapes ``rva.claims`` reads, 8 seeds, whose verdicts
+  are known."""
+  rng = np.random.default_rng(0)
+  stable = 0.1 + 0.002 * rng.standard_normal((8, 4))
+  river = (0.06 - (0.01 if river_falls else 0.0) * np.arange(4) +
+           0.001 * rng.standard_normal((8, 4)))
+  decayed = np.stack([river + 0.01, river], axis=-1)  # two decay lengths
+  before, after = _levels(np.linspace(0.1, 0.5, 8) if uncertain_helped
+                          else np.linspace(0.5, 0.1, 8))
+  h = np.linspace(0, 4, 64)
+  curv = np.tile(h if uncertain_helped else -h, (3, 1)) + 0.1 * (
+      rng.standard_normal((3, 64)))
+  base = 2.0 + 0.01 * rng.standard_normal(8)
+  gap = 0.02 + 0.002 * rng.standard_normal(8)
+  rows = [{"budget": b, "compute": b, "steps": {},
+           "losses": {"wsd_s": (base - gap).tolist(), "wsd": base.tolist(),
+                      "cyclic_cosine": (base + (-gap if cyclic_best
+                                                else gap)).tolist()}}
+          for b in (100, 200)]
+  return {"river_hill": {"stable": stable.tolist(),
+                         "decayed": decayed.tolist()},
+          "groups": {"weights": [1 / 8] * 8, "before": before.tolist(),
+                     "after": after.tolist()},
+          "curvature": {"entropy": h.tolist(), "curv": curv.tolist()},
+          "equal_compute": {"budgets": rows}}
+
+
+@pytest.mark.parametrize("args,want", [
+    ((True, True, False), ["reproduced"] * 4),
+    ((False, False, True), ["inconclusive", "refuted", "refuted",
+                            "refuted"]),
+])
+def test_claims_and_report_lines_give_each_verdict(args, want):
+  plan = types.SimpleNamespace(hill_steps=(100, 200, 300, 400),
+                               stable_end=400)
+  claims = rva.claims(plan, _synthetic_tables(*args))
+  assert [c["verdict"] for c in claims] == want
+  for claim, line, v in zip(claims, rvr.claim_lines(claims), want):
+    assert line.startswith(f"- **{claim['claim']}** (toy illustration): "
+                           f"**{v}** — criterion: "), line
 
 
 @pytest.mark.parametrize("points", [5, 8, 3])
