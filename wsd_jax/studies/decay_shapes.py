@@ -110,6 +110,7 @@ class Plan:
   # > 0: every run every eval_every steps, so that runs of one length share
   # one program with the law's runs (the quick form: fewer compilations).
   eval_every: int = 0
+  corpus_bytes: int | None = None   # cut the corpus (None: all, ~1.5 MB)
 
   def __post_init__(self):
     validate(self)
@@ -184,6 +185,8 @@ def validate(p: Plan) -> None:
   if not 1 <= p.law_every <= longest // 4:
     _fail("law_every", p.law_every, f"must be in [1, {longest // 4}] (>= 4 "
           "points per law curve)")
+  if p.corpus_bytes is not None and p.corpus_bytes < 100_000:
+    _fail("corpus_bytes", p.corpus_bytes, "must be None or >= 100000")
   if p.eval_every and p.eval_every != p.law_every:
     _fail("eval_every", p.eval_every, f"must be 0 or law_every="
           f"{p.law_every}")
@@ -197,13 +200,15 @@ def plan(quick: bool = False) -> Plan:
   lengths 128, 256, 512 x the 5 evaluation seeds at peak 0.03 (the LR-scaling
   optima at batch 16 were 0.024-0.039 for 128-1,024 steps), and the law's
   constant and cosine runs at 512 steps (5 seeds each). Quick (CI): 32
-  steps, 3 methods x 3 peaks x 1 + 2 seeds, 3 fractions x lengths 16, 32."""
+  steps, 3 methods x 3 peaks x 1 + 2 seeds, 3 fractions x lengths 16, 32,
+  every run evaluated every 4 steps (fewer compilations), the first 300 kB
+  of the corpus."""
   if quick:
     return Plan(steps=32, shapes=("linear", "1-sqrt"),
                 peaks=log_grid(1e-2, 3, 2), select_seeds=(10,),
                 eval_seeds=(0, 1), base_steps=16, multipliers=(1, 2),
                 fractions=(0.125, 0.25, 0.5), frac_peak=0.03, law_every=4,
-                eval_rows=64, eval_every=4)
+                eval_rows=64, eval_every=4, corpus_bytes=300_000)
   return Plan(steps=256,
               shapes=("linear", "1-sqrt", "square", "cosine",
                       "inverse-linear"),
@@ -260,8 +265,8 @@ def law_schedules(p: Plan) -> dict[str, schedules.Schedule]:
 def base_config(p: Plan, root: str) -> ml_collections.ConfigDict:
   c = text_config.get_config()
   c.model.update(embed_dim=32, hidden_dim=64, num_layers=1, context=4)
-  c.data.paths = corpus.stdlib_corpus(rundir.join(root,
-                                                  "stdlib_docstrings.txt"))
+  c.data.paths = corpus.stdlib_corpus(
+      rundir.join(root, "stdlib_docstrings.txt"), max_bytes=p.corpus_bytes)
   rows = min(p.eval_rows, 64)
   c.data.update(seq_len=p.seq_len, batch_size=p.batch, eval_batch_size=rows,
                 eval_batches=max(p.eval_rows // rows, 1))
