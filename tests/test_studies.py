@@ -1,7 +1,6 @@
 """Study logic without training: plans, verdicts on tables whose verdict is
 known, and one colour per method in the figures."""
 
-import types
 
 import numpy as np
 import pytest
@@ -13,7 +12,6 @@ from wsd_jax import plots, schedules
 from wsd_jax.studies import equal_compute as ec
 from wsd_jax.studies import law_study
 from wsd_jax.studies import river_valley as rv
-from wsd_jax.studies import river_valley_analysis as rva
 from wsd_jax.studies import river_valley_report as rvr
 from wsd_jax.studies import wsd_s
 
@@ -97,39 +95,6 @@ def test_law_study_branch_plan_skips_the_trained_wsd_run():
 
 # Verdicts on synthetic tables.
 
-def _series(stable, river):
-  hill = np.subtract(stable, river)
-  return {"stable": [[v, 0.0] for v in stable],
-          "river": [[v, 0.0] for v in river],
-          "hill": [[v, 0.0] for v in hill]}
-
-
-RIVER_YES = _series([0.20, 0.12, 0.11, 0.10], [0.15, 0.09, 0.07, 0.05])
-RIVER_NO = _series([0.20, 0.12, 0.09, 0.07], [0.15, 0.09, 0.08, 0.07])
-RIVER_NO_HILL = _series([0.20, 0.12, 0.12, 0.12], [0.15, 0.13, 0.11, 0.08])
-
-
-@pytest.mark.parametrize("series,want", [
-    (RIVER_YES, True),       # river falls 0.04, stable 0.02, hill > 0
-    (RIVER_NO, False),       # river falls 0.02, stable 0.05
-    (RIVER_NO_HILL, False),  # river falls more, but the hill goes <= 0
-])
-def test_river_claim(series, want):
-  c = rva.river_claim([100, 200, 300, 400], 400, series)
-  assert c["reproduced"] is want
-  assert (c["numbers"]["from_step"], c["numbers"]["to_step"]) == (200, 400)
-
-
-@pytest.mark.parametrize("shares,want", [
-    ([0.0, 0.2, 0.3, 0.5], True), ([0.3, 0.3, 0.2, 0.2], False),
-    ([0.25, 0.25, 0.25, 0.25], False)])
-def test_uncertain_claim(shares, want):
-  c = rva.uncertain_claim(shares)
-  assert c["reproduced"] is want
-  assert c["numbers"]["uncertain_half_share"] == pytest.approx(
-      sum(shares[2:]), abs=1e-3)
-
-
 def _rows(*per_budget):
   """Rows of ``equal_compute.table``: per budget, seed losses of WSD-S, WSD
   and cyclic cosine."""
@@ -155,27 +120,6 @@ def test_ordering_claim(rows, want, every_seed):
   assert c["reproduced"] is want
   assert c["numbers"]["every_seed_ordered"] is every_seed
   assert [b["ordered_in_mean"] for b in c["numbers"]["budgets"]][-1] is want
-
-
-def _tables(series, shares, rows):
-  return {"river_hill": {"series": series}, "groups": {"decay_share": shares},
-          "equal_compute": {"budgets": rows}}
-
-
-@pytest.mark.parametrize("tables,want", [
-    (_tables(RIVER_YES, [0.0, 0.2, 0.3, 0.5], ORDERED), [True] * 3),
-    (_tables(RIVER_NO, [0.3, 0.3, 0.2, 0.2], CYCLIC_BEST), [False] * 3),
-    (_tables(RIVER_NO, [0.0, 0.2, 0.3, 0.5], WSD_S_WORSE),
-     [False, True, False])])
-def test_claims_and_report_lines_give_each_verdict(tables, want):
-  plan = types.SimpleNamespace(hill_steps=(100, 200, 300, 400),
-                               stable_end=400)
-  claims = rva.claims(plan, tables)
-  assert [c["reproduced"] for c in claims] == want
-  for claim, line, ok in zip(claims, rvr.claim_lines(claims), want):
-    verdict = line.split("**: ", 1)[1].split(" — ")[0]
-    assert verdict == ("reproduced" if ok else "NOT reproduced"), line
-    assert claim["claim"] in line
 
 
 @pytest.mark.parametrize("mean,worst,want", [
