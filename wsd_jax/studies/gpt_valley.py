@@ -47,6 +47,7 @@ with margin 0, computed in code):
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import time
@@ -143,10 +144,14 @@ class Plan:
                          warmup_steps=self.warmup_steps)
 
   def lr_at(self, point: tuple[str, int]) -> float:
+    """The LR of the step that produced checkpoint ``(kind, step)``: the
+    schedule at ``step - 1`` (the main run's schedule is 0 at its own end
+    step, which it never trains)."""
     kind, step = point
     if kind == "stable" or step == self.fork:
-      return float(self.main_schedule()(step))
-    return float(self.peak_lr * (1 - (step - self.fork) / self.decay_steps))
+      return float(self.main_schedule()(step - 1))
+    return float(self.peak_lr * (1 - (step - 1 - self.fork)
+                                 / self.decay_steps))
 
 
 def plan(quick: bool = False) -> Plan:
@@ -342,7 +347,6 @@ def measure(p: Plan, root: str) -> list[dict]:
 
 
 def _jsonable(x):
-  import json
   return json.loads(json.dumps(x))
 
 
@@ -447,7 +451,7 @@ def sharpness_figure(p: Plan, per_seed: list[dict], path: str) -> str:
                 label=f"{kind}" if j == 0 else None)
     ax.set(xlabel="step", ylabel=f"top eigenvalue ({name})")
     ax.grid(alpha=0.3)
-  steps = np.arange(p.stable_steps[0], p.fork + p.decay_steps)
+  steps = np.arange(p.stable_steps[0], p.fork + p.decay_steps + 1)
   thr = [(2 + 2 * ADAM_B1) / ((1 - ADAM_B1) * p.lr_at(
       ("stable" if s <= p.fork else "decay", s))) for s in steps]
   axes[1].plot(steps, thr, "k--", lw=0.8, label="38 / lr (Adam stability)")
@@ -536,13 +540,19 @@ def markdown(r: dict) -> str:
       "arXiv 2207.14484). 2 / lr is gradient descent's threshold, shown "
       "for reference only: the raw sharpness does not govern Adam.",
       f"- Command: `python -m experiments.gpt_valley --workdir=DIR"
-      f"{' --quick' if r['quick'] else ''}`. Wall time {r['wall_s']:.0f} s "
-      f"(training {r['train_s']:.0f} s, measuring {r['measure_s']:.0f} s) "
-      f"on {r['machine']}; load average at start {r['load_start']}, at end "
-      f"{r['load_end']}.\n",
+      f"{' --quick' if r['quick'] else ''}`. Time recorded when the work "
+      f"was done: training {r['recorded']['train_main_s']:.0f} s (main "
+      f"runs, seeds as one vmapped program; the trainer's train_time_s, "
+      f"without evaluation and checkpointing) + "
+      f"{r['recorded']['train_decay_s']:.0f} s (decay branches), measuring "
+      + ", ".join(f"{x:.0f}" for x in r['recorded']['measure_s_per_seed'])
+      + f" s per seed. This invocation: {r['wall_s']:.0f} s (work already "
+      f"done is reused) on {r['machine']}; load average (1, 5, 15 min) at "
+      f"start {r['load_start']}, at end {r['load_end']}."
+      + (f" {r['note']}" if r.get("note") else "") + "\n",
       "## Verdicts\n",
-      f"Each claim is `mean(d) < 0` over seeds for per-seed paired "
-      f"differences d (95% Student-t interval): **reproduced** if the "
+      "Each claim is `mean(d) < 0` over seeds for per-seed paired "
+      "differences d (95% Student-t interval): **reproduced** if the "
       "interval is wholly below 0, **refuted** if wholly at or above, else "
       "inconclusive; a claim of several parts combines them.\n",
       *[f"- {a[k]['claim']}: **{a[k]['verdict']}**" for k in
@@ -605,6 +615,19 @@ def meaning(a: dict) -> str:
   return " ".join(out)
 
 
+def recorded(p: Plan, root: str, per_seed: list[dict]) -> dict:
+  """Seconds spent when the work was done (a rerun reuses it): training
+  from the runs' logs (``train_time_s``, the seeds trained as one program),
+  measuring per seed from the cache."""
+  def last(d):
+    t = runs.Run(d).column("train_time_s")[1]
+    return float(t[-1]) if len(t) else float("nan")
+  return {"train_main_s": last(main_dir(root, p.seeds[0])),
+          "train_decay_s": last(decay_dir(root, p.seeds[0])),
+          "measure_s_per_seed": [float(r.get("seconds", float("nan")))
+                                 for r in per_seed]}
+
+
 def machine() -> str:
   return f"{platform.machine()} CPU, {os.cpu_count()} cores (shared)"
 
@@ -626,6 +649,9 @@ def run(workdir: str, quick: bool = False, plan_: Plan | None = None) -> dict:
   t_train = time.perf_counter() - start
   per_seed = measure(p, workdir)
   t_measure = time.perf_counter() - start - t_train
+  for r in per_seed:  # from the plan (measurements cached by older code)
+    for pt in r["points"].values():
+      pt["lr"] = p.lr_at((pt["kind"], pt["step"]))
   a = analyse(p, per_seed)
   figs = {"sections": section_figure(
               p, per_seed, rundir.join(workdir, "gpt_valley_sections.png")),
@@ -645,6 +671,7 @@ def run(workdir: str, quick: bool = False, plan_: Plan | None = None) -> dict:
       "per_seed": per_seed, "analysis": a, "meaning": meaning(a),
       "figures": {k: os.path.basename(v) for k, v in figs.items()},
       "train_s": t_train, "measure_s": t_measure,
+      "recorded": recorded(p, workdir, per_seed),
       "wall_s": time.perf_counter() - start, "machine": machine(),
       "load_start": load_start, "load_end": load()}
   rundir.write_json(rundir.join(workdir, "results.json"), results)
