@@ -221,8 +221,17 @@ def train_comparison(p: Plan, root: str) -> int:
     trained += common.train_stage(
         TAG, f"WSD-S and cyclic cosine to budget {i + 1}", [
         s for x, e in plans.items()
-        for s in cyclic_specs(e, base, peak_dir(root, x), p.seeds, i)])
+        for s in cyclic_specs(e, base, peak_dir(root, x), p.seeds, i)
+        if not _past(s)])
   return trained
+
+
+def _past(spec: runs.RunSpec) -> bool:
+  """Whether the run already has a checkpoint at or after the stage's end
+  (``common.finished`` asks for one exactly there: a later stage's run)."""
+  return rundir.is_run(spec.workdir) and max(
+      runs.Run(spec.workdir).checkpoint_steps(), default=-1) >= int(
+          spec.config.train.steps)
 
 
 def train_hills(p: Plan, root: str, peak: float) -> int:
@@ -476,7 +485,8 @@ def markdown(r: dict) -> str:
       f"Command: `python -m experiments.zipf_regime --workdir=DIR"
       f"{' --quick' if r['quick'] else ''}`. Wall time {r['wall_s']:.0f} s "
       f"on {r['machine']}: "
-      + "; ".join(f"{i['wall_s']:.0f} s training {i['runs_trained']} runs "
+      + "; ".join(f"{i['wall_s']:.0f} s, {i['runs_trained']} runs trained "
+                  f"{'(analysis only) ' if i['runs_trained'] == 0 else ''}"
                   f"(1-min load average {i['load'][0]:.1f} at the start, "
                   f"{i['load'][1]:.1f} at the end)"
                   for i in r["invocations"]) + ".\n",
