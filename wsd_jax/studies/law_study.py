@@ -21,8 +21,9 @@ step. Two numbers bound what a law's error can resolve:
   their mean equals the logged ``eval_loss``): the SE of the mean loss
   (relative), which is shared by every run and absorbed by a law's offset,
   and the *paired* SE of the difference between a held-out run and the
-  constant run, which is what a comparison of runs on this eval set cannot
-  resolve;
+  constant run at the same (final) step, which is what a comparison of
+  runs on this eval set cannot resolve (a branch that ends earlier is
+  reported apart: its pair also spans the training in between);
 * the *jitter* of the constant run: the relative RMS residual of its eval
   loss (steps ``>= min_step``, constant LR) around a cubic in log step,
   the step-to-step noise of training that no deterministic law predicts.
@@ -342,6 +343,21 @@ def final_batch_losses(dirs: Mapping[str, str]) -> dict[str, Any]:
           "eval_tokens": len(batches) * int(np.prod(shape))}
 
 
+def same_step_pairs(batch: Mapping[str, Any], fit: Sequence[str]
+                    ) -> tuple[dict[str, float], dict[str, float]]:
+  """Paired relative SEs of the held-out runs against the constant run:
+  those whose final checkpoint is at the constant run's final step (a
+  like-for-like pair, which sets the floor), and the others (a branch that
+  ends earlier: its pair also spans the training in between, so it is
+  reported but not used)."""
+  ref, steps = batch["losses"]["constant"], batch["steps"]
+  same, other = {}, {}
+  for n, v in batch["losses"].items():
+    if n not in fit and n != "constant":
+      (same if steps[n] == steps["constant"] else other)[n] = paired_se(v, ref)
+  return same, other
+
+
 def noise(curves: Mapping[str, Curve], batch: Mapping[str, Any],
           fit: Sequence[str], degree: int = 3, n_boot: int = 2000
           ) -> dict[str, Any]:
@@ -350,9 +366,9 @@ def noise(curves: Mapping[str, Curve], batch: Mapping[str, Any],
   c = curves["constant"]
   jit = jitter(c.steps, c.losses, degree, n_boot)
   ref = batch["losses"]["constant"]
-  paired = {n: paired_se(v, ref) for n, v in batch["losses"].items()
-            if n not in fit}
+  paired, other = same_step_pairs(batch, fit)
   return {**noise_floor(jit, sampling_se(ref), paired),
+          "paired_rel_se_other_step": other,
           "jitter_residuals": jit["residuals"], "jitter_points": jit["n"],
           "smooth_degree": degree, "eval_hash": batch["eval_hash"],
           "eval_tokens": batch["eval_tokens"],
@@ -374,7 +390,9 @@ def noise_markdown(floor: Mapping[str, Any],
         " shared by every run, a law's offset absorbs it"],
        ["eval-set sampling SE (paired)", f"{floor['max_paired_rel_se']:.3%}",
         f"largest over held-out runs ({worst}) of the SE of the per-batch "
-        "difference from the constant run at the final checkpoints"],
+        "difference from the constant run, both at the final step"
+        + "".join(f"; {n} (ends earlier, not used): {v:.3%}" for n, v in
+                  floor.get("paired_rel_se_other_step", {}).items())],
        ["jitter of the constant run", f"{floor['jitter']:.3%} "
         f"(95% CI {floor['jitter_ci'][0]:.3%}–{floor['jitter_ci'][1]:.3%})",
         f"relative RMS residual around a degree-{floor['smooth_degree']} "
