@@ -18,6 +18,8 @@ import functools
 import grain
 import numpy as np
 
+from wsd_jax.data import pipeline
+
 NUM_PIXELS = 64
 NUM_LEVELS = 17      # pixel values 0..16: the "vocabulary" of the inputs
 NUM_CLASSES = 10
@@ -73,4 +75,4 @@ def make_dataset(data_config, split: str, *, seed: int,
   per = batch_size // process_count
   return (ids.batch(batch_size, drop_remainder=True)
           .map(_Read(split, process_index * per, (process_index + 1) * per))
-          .to_iter_dataset())
+          .to_iter_dataset(pipeline.READ_OPTIONS))

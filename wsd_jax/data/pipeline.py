@@ -18,6 +18,13 @@ import grain
 import numpy as np
 
 
+# Sources here are in memory and one grain element is a whole batch: one read
+# thread keeps ahead of the step, and a short buffer keeps a short run from
+# computing hundreds of batches it never uses (grain's default is 16 threads
+# and 500 elements per iterator, i.e. per run of a study).
+READ_OPTIONS = grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)
+
+
 def to_example(tokens_BxT1: np.ndarray) -> dict[str, np.ndarray]:
   """Splits T+1 tokens per row into `inputs` and next-token `targets`."""
   tokens_BxT1 = np.asarray(tokens_BxT1, dtype=np.int32)
@@ -49,7 +56,7 @@ def batches_from_ids(
   start = process_index * per_process
   ds = ids.batch(batch_size, drop_remainder=True)
   ds = ds.map(_ReadShard(read, start, start + per_process))
-  return ds.to_iter_dataset()
+  return ds.to_iter_dataset(READ_OPTIONS)
 
 
 def fingerprint(batch: dict[str, np.ndarray]) -> str:
