@@ -401,6 +401,16 @@ def analyse(p: Plan, per_seed: list[dict]) -> dict:
           for pt in r["points"].values()
           for name in ("sharpness", "precond_sharpness")]
   out["power_iterations_converged"] = f"{sum(conv)}/{len(conv)}"
+  # How close to the stability thresholds (descriptive): the largest
+  # sharpness * lr / 2 and preconditioned sharpness * lr / 38 measured.
+  pts = [pt for r in per_seed for pt in r["points"].values()]
+  lr = lambda pt: p.lr_at((pt["kind"], pt["step"]))
+  out["edge_ratio"] = {
+      "sharpness_over_2_per_lr": max(pt["sharpness"]["value"] * lr(pt) / 2
+                                     for pt in pts),
+      "precond_over_38_per_lr": max(
+          pt["precond_sharpness"]["value"] * lr(pt) * (1 - ADAM_B1)
+          / (2 + 2 * ADAM_B1) for pt in pts)}
   return out
 
 
@@ -592,12 +602,13 @@ def meaning(a: dict) -> str:
   out = []
   out.append(
       "A positive midpoint dip means the straight line between two stable "
-      "checkpoints passes below both ends: the iterates sit on the walls of "
-      "a valley whose floor is lower than where the constant LR holds them "
-      f"(claim (i): {v['dip']}).")
+      "checkpoints passes below both ends, as it does when the iterates sit "
+      "on opposite walls of a valley whose floor is lower than where the "
+      f"constant LR holds them; claim (i): {v['dip']}.")
   out.append(
-      "Along the decay the eval loss falls at every checkpoint (claim (ii): "
-      f"{v['monotone']}).")
+      "Claim (ii), the eval loss falls between every two consecutive decay "
+      f"checkpoints: {v['monotone']} (a part whose interval crosses 0 makes "
+      "it inconclusive).")
   out.append(
       f"Raw sharpness rises along the decay: {v['sharpness_rises']}; falls: "
       f"{v['sharpness_falls']}. Preconditioned sharpness rises: "
@@ -609,7 +620,17 @@ def meaning(a: dict) -> str:
       "during the decay (nu tracks the shrinking gradients), so the raw and "
       "preconditioned sharpness need not move together. The table's 2/lr "
       "and 38/lr columns show how far each measurement is from its "
-      "threshold.")
+      "threshold: at most "
+      f"{a['edge_ratio']['sharpness_over_2_per_lr']:.1%} of 2/lr (raw) and "
+      f"{a['edge_ratio']['precond_over_38_per_lr']:.1%} of 38/lr "
+      "(preconditioned) here, so these runs are not at the edge of "
+      "stability and the thresholds do not explain the direction measured."
+      if max(a["edge_ratio"].values()) < 0.5 else
+      "and 38/lr columns show how far each measurement is from its "
+      "threshold: at most "
+      f"{a['edge_ratio']['sharpness_over_2_per_lr']:.1%} of 2/lr (raw) and "
+      f"{a['edge_ratio']['precond_over_38_per_lr']:.1%} of 38/lr "
+      "(preconditioned).")
   out.append("These are small runs on one CPU (toy illustration), not "
              "evidence about LLM pretraining at scale.")
   return " ".join(out)
