@@ -325,12 +325,34 @@ def _decay_shapes(d: dict) -> list[Claim]:
   return [match, rng, shrink, lawc]
 
 
+def _gpt_valley(d: dict) -> list[Claim]:
+  a, rep = d["analysis"], "docs/gpt_valley.md"
+  p = d["plan"]
+  toy = (f"toy illustration: GPT ({d['num_params']:,} parameters) on text, "
+         f"AdamW, {len(p['seeds'])} seeds")
+  out = []
+  for key, what, measure in (
+      ("dip", "Wen et al.", "−(midpoint dip) between checkpoints"),
+      ("monotone", "Wen et al.", "loss(later) − loss(earlier) checkpoint"),
+      ("sharpness_rises", "edge of stability",
+       "top Hessian eigenvalue, start − end of decay"),
+      ("precond_sharpness_rises", "edge of stability, Adam",
+       "top eigenvalue of P⁻¹H, start − end of decay")):
+    c = a[key]
+    parts = [_paired("gpt_valley", q, q["part"], c["margin"], rep)
+             for q in c["parts"]]
+    out.append(Claim("gpt_valley", f"{c['claim']} ({what})", toy, measure,
+                     c["verdict"], rule="combine", parts=parts, report=rep))
+  return out
+
+
 # (docs JSON, reader): the order of the README table.
 STUDIES: list[tuple[str, Callable[[dict], list[Claim]]]] = [
     ("river_valley_claims.json", _river_valley),
     ("fair_compare.json", _fair_compare),
     ("zipf_regime.json", _zipf_regime),
     ("decay_shapes.json", _decay_shapes),
+    ("gpt_valley.json", _gpt_valley),
     ("adaptive_study.json", _adaptive),
     ("lr_scaling.json", _lr_scaling),
     ("algoperf_qualification.json", _algoperf),
