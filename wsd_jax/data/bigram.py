@@ -40,6 +40,17 @@ import numpy as np
 _TRAIN_STREAM, _EVAL_STREAM = 0, 1
 
 
+def check_language(vocab_size: int, num_groups: int, epsilon: float) -> None:
+  """The arguments every bigram language shares, checked before building."""
+  if vocab_size < 2:
+    raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
+  if not 1 <= num_groups <= vocab_size:
+    raise ValueError(
+        f"num_groups must be in [1, vocab_size={vocab_size}], got {num_groups}")
+  if not 0.0 < epsilon < 1.0:
+    raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class BigramSpec:
   """A bigram language: transition matrix, groups, entropies, optimal loss."""
@@ -65,13 +76,7 @@ class BigramSpec:
       perturbation: float = 0.5,
   ) -> "BigramSpec":
     """Builds the language deterministically from its arguments."""
-    if vocab_size < 2:
-      raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
-    if not 1 <= num_groups <= vocab_size:
-      raise ValueError(
-          f"num_groups must be in [1, vocab_size={vocab_size}], got {num_groups}")
-    if not 0.0 < epsilon < 1.0:
-      raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
+    check_language(vocab_size, num_groups, epsilon)
     if perturbation < 0:
       raise ValueError(f"perturbation must be >= 0, got {perturbation}")
     v, g = vocab_size, num_groups

@@ -61,15 +61,9 @@ class ZipfBigramSpec(bigram.BigramSpec):
       perturbation: float = 0.0,
   ) -> "ZipfBigramSpec":
     """Builds the language deterministically from its arguments."""
-    if vocab_size < 2:
-      raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
-    if not 1 <= num_groups <= vocab_size:
-      raise ValueError(
-          f"num_groups must be in [1, vocab_size={vocab_size}], got {num_groups}")
+    bigram.check_language(vocab_size, num_groups, epsilon)
     if not (np.isfinite(exponent) and exponent > 0):
       raise ValueError(f"exponent must be > 0, got {exponent}")
-    if not 0.0 < epsilon < 1.0:
-      raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
     if perturbation != 0:
       raise ValueError("perturbation is bigram's; the Zipf rows are "
                        f"Dirichlet draws, so it must be 0, got {perturbation}")

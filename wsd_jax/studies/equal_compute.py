@@ -54,6 +54,18 @@ class Plan:
   warmup_steps: int
   rewarm_steps: int
 
+  @classmethod
+  def at_peak(cls, peak: float, budgets, decay_fraction: float,
+              final_fraction: float, warmup_fraction: float,
+              rewarm_fraction: float) -> "Plan":
+    """The plan at ``peak``, warmup and re-warm given as fractions of the
+    first budget and the final LR as a fraction of the peak."""
+    budgets = tuple(int(b) for b in budgets)
+    return cls(float(peak), budgets, decay_fraction,
+               final_fraction * float(peak),
+               round(warmup_fraction * budgets[0]),
+               round(rewarm_fraction * budgets[0]))
+
   def wsd_s(self) -> schedules.Schedule:
     return schedules.wsd_s(self.peak_value, self.budgets,
                            decay_fraction=self.decay_fraction,

@@ -140,9 +140,9 @@ class Plan:
 
   def ec(self, peak: float) -> ec.Plan:
     """WSD-S's and cyclic cosine's plan at ``peak``."""
-    return ec.Plan(float(peak), tuple(int(x) for x in self.budgets),
-                   self.wsd_s_fraction, self.final_fraction * float(peak),
-                   self.warmup, round(self.rewarm_fraction * self.budgets[0]))
+    return ec.Plan.at_peak(peak, self.budgets, self.wsd_s_fraction,
+                           self.final_fraction, self.warmup_fraction,
+                           self.rewarm_fraction)
 
   @property
   def ends(self) -> tuple[int, ...]:

@@ -122,9 +122,9 @@ class Plan:
     return round(self.warmup_fraction * self.budgets[0])
 
   def equal_compute(self, peak: float) -> ec.Plan:
-    return ec.Plan(float(peak), tuple(int(b) for b in self.budgets),
-                   self.decay_fraction, self.final_fraction * peak,
-                   self.warmup, round(self.rewarm_fraction * self.budgets[0]))
+    return ec.Plan.at_peak(peak, self.budgets, self.decay_fraction,
+                           self.final_fraction, self.warmup_fraction,
+                           self.rewarm_fraction)
 
   @property
   def stable_end(self) -> int:
