@@ -51,6 +51,18 @@ def check_language(vocab_size: int, num_groups: int, epsilon: float) -> None:
     raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
 
 
+def entropy_groups(rng: np.random.Generator, v: int, g: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+  """Tokens into ``g`` equal groups by a random permutation, and each
+  group's support size ``round(v ** (group / (g - 1)))`` (group 0: 1)."""
+  group_of_token = np.empty(v, dtype=np.int64)
+  group_of_token[rng.permutation(v)] = np.arange(v) * g // v
+  exponents = np.arange(g) / max(g - 1, 1)
+  support_sizes = np.clip(np.round(v**exponents), 1, v).astype(np.int64)
+  support_sizes[0] = 1
+  return group_of_token, support_sizes
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class BigramSpec:
   """A bigram language: transition matrix, groups, entropies, optimal loss."""
@@ -81,11 +93,7 @@ class BigramSpec:
       raise ValueError(f"perturbation must be >= 0, got {perturbation}")
     v, g = vocab_size, num_groups
     rng = np.random.default_rng(seed)
-    group_of_token = np.empty(v, dtype=np.int64)
-    group_of_token[rng.permutation(v)] = np.arange(v) * g // v
-    exponents = np.arange(g) / max(g - 1, 1)
-    support_sizes = np.clip(np.round(v**exponents), 1, v).astype(np.int64)
-    support_sizes[0] = 1
+    group_of_token, support_sizes = entropy_groups(rng, v, g)
     base = np.zeros((v, v))
     for x in range(v):
       k = support_sizes[group_of_token[x]]

@@ -70,11 +70,7 @@ class ZipfBigramSpec(bigram.BigramSpec):
     v, g = int(vocab_size), int(num_groups)
     rng = np.random.default_rng(seed)
     z = zipf_weights(v, exponent)
-    group_of_token = np.empty(v, dtype=np.int64)
-    group_of_token[rng.permutation(v)] = np.arange(v) * g // v
-    exponents = np.arange(g) / max(g - 1, 1)
-    support_sizes = np.clip(np.round(v**exponents), 1, v).astype(np.int64)
-    support_sizes[0] = 1
+    group_of_token, support_sizes = bigram.entropy_groups(rng, v, g)
     base = np.zeros((v, v))
     for x in range(v):
       c = support_sizes[group_of_token[x]]
