@@ -70,7 +70,8 @@ def test_changed_model_config_is_refused_before_anything_is_touched(
   changed = tiny()
   changed.data.vocab_size = 32
   with pytest.raises(runs.ConfigChangedError,
-                     match=r"data\.vocab_size: 16 -> 32.*--allow_changes"):
+                     match=r"data\.vocab_size: 16 -> 32.*new --workdir.*"
+                           r"experiments\.train takes --allow_changes"):
     train_and_evaluate(changed, str(workdir))
   assert digest(workdir) == before  # nothing moved, nothing rewritten
   assert not os.path.exists(f"{rundir.checkpoint_dir(workdir)}.unreadable")

@@ -73,8 +73,9 @@ def check_resume(workdir: str, config: ml_collections.ConfigDict,
   if diff:
     raise ConfigChangedError(
         f"{workdir} holds a run with another config: {'; '.join(diff)}. Use a "
-        "new --workdir, or rerun with --allow_changes=KEY[,KEY] naming the "
-        "keys you mean to change on resume")
+        "new --workdir (a study's other plan, e.g. --quick, needs its own); "
+        "to change a run on purpose, experiments.train takes "
+        "--allow_changes=KEY[,KEY] naming the keys")
   if prefix is not None or _allowed("schedule", allowed):
     return
   old = schedules.from_config(rundir.read_run(workdir)["schedule"])
