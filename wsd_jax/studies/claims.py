@@ -1,7 +1,11 @@
 """Every study's verdicts on the papers' claims, in one table.
 
-Each study writes its claims into its results JSON, committed under
-``docs/``. This module reads those files, checks every verdict again from
+Each study writes its claims into its results JSON in its workdir; the
+run whose report is in ``docs/`` has that JSON committed beside it (the
+river valley's ``claims.json`` as ``docs/river_valley_claims.json``, the
+adaptive and LR-scaling studies' ``results.json`` as ``docs/adaptive_study
+.json`` and ``docs/lr_scaling.json``, AlgoPerf's ``report.json`` as
+``docs/algoperf_qualification.json``, the others under their own name). This module reads those files, checks every verdict again from
 the numbers stored next to it (the interval, the margin and the rule of
 ``studies.verdicts``; for paired per-seed differences, the interval too),
 and renders one Markdown table. ``python -m experiments.claims`` prints it
