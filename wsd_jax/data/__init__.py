@@ -29,6 +29,8 @@ KNOWN_DATASETS = ("bigram", "text", "tfds", "bpe", "digits", "zipf_bigram")
 SPLITS = ("train", "eval")
 _READERS = {"bigram": bigram.reader, "text": text.reader, "bpe": bpe.reader,
             "zipf_bigram": zipf_bigram.reader}
+# Generated languages with a known transition matrix: name -> spec_of.
+_LANGUAGES = {"bigram": bigram.spec_of, "zipf_bigram": zipf_bigram.spec_of}
 _ENDLESS = 2**62  # Length of the id stream of a generated source.
 
 __all__ = ["BigramSpec", "KNOWN_DATASETS", "check_files", "data_info",
@@ -111,7 +113,7 @@ def make_dataset(data_config, split: str, *, seed: int, process_index: int = 0,
 
 def vocab_size(data_config) -> int:
   """Number of token ids the dataset can produce."""
-  if data_config.get("name", None) in ("bigram", "zipf_bigram"):
+  if data_config.get("name", None) in _LANGUAGES:
     return int(data_config.vocab_size)
   if data_config.get("name", None) in ("text", "tfds"):
     return text.VOCAB_SIZE
@@ -138,20 +140,17 @@ def token_groups(data_config) -> np.ndarray | None:
   """The group of every token id when the dataset defines groups whose loss
   is worth reporting apart (the bigram corpus's entropy groups), else None.
   The trainer logs ``eval_loss_group{g}`` for each group."""
-  if data_config.get("name", None) == "bigram":
-    return np.asarray(bigram.spec_of(data_config).group_of_token, np.int32)
-  if data_config.get("name", None) == "zipf_bigram":
-    return np.asarray(zipf_bigram.spec_of(data_config).group_of_token,
-                      np.int32)
-  return None
+  spec_of = _LANGUAGES.get(data_config.get("name", None))
+  if spec_of is None:
+    return None
+  return np.asarray(spec_of(data_config).group_of_token, np.int32)
 
 
 def data_info(data_config) -> dict:
   """Facts about the data that a run records in ``run.json`` (the bigram
   corpus's exact optimal loss, overall and per group)."""
-  if data_config.get("name", None) in ("bigram", "zipf_bigram"):
-    spec = (bigram if data_config.name == "bigram" else
-            zipf_bigram).spec_of(data_config)
+  if data_config.get("name", None) in _LANGUAGES:
+    spec = _LANGUAGES[data_config.name](data_config)
     return {"optimal_loss": float(spec.optimal_loss),
             "optimal_loss_by_group": [float(x)
                                       for x in spec.optimal_loss_by_group]}
