@@ -33,7 +33,7 @@ not tuned to make any claim hold):
 
 import ml_collections
 
-from wsd_jax.train import base_config
+from wsd_jax.studies import fair_compare
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -42,12 +42,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   quick = arg == "quick"
   c = ml_collections.ConfigDict()
   c.quick = quick
-  run = base_config()
-  run.model.name = "bigram"
-  run.data.update(name="bigram", vocab_size=128, num_groups=4, seq_len=32,
-                  batch_size=8, eval_batches=32)
-  run.optimizer.update(name="sgd", b1=None, b2=None, weight_decay=None)
-  run.train.update(grad_clip=0.0, progress=False, plots=False, keep_last=1)
+  run = fair_compare.toy_config()  # the SGD bigram toy, defined once
   if quick:
     run.data.eval_batches = 8
   c.run = run                    # every run of the study starts from this
