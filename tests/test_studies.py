@@ -164,3 +164,24 @@ def test_wsd_vs_cosine_figure_keeps_one_colour_per_method(tmp_path):
        "cosine": [line("c1"), line("c2")]}, 2.0, str(tmp_path / "f.png"), "t")
   assert drawn == {"wsd": [plots.color("wsd")],
                    "cosine": [plots.color("cosine")]}
+
+
+@pytest.mark.parametrize("name,code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_stopped_stage_ends_the_study_instead_of_analysing(
+    monkeypatch, tmp_path, capsys, name, code):
+  """Ctrl-C in a study's training stage: the runs saved, and the study exits
+  (rerunning resumes) rather than analysing half-trained runs."""
+  from configs import bigram as bigram_config
+  from wsd_jax import runs as runs_lib
+  from wsd_jax.studies import common
+  spec = runs_lib.RunSpec(bigram_config.get_config(), str(tmp_path / "r"))
+  monkeypatch.setattr(common.train, "train_specs", lambda specs: [
+      {"workdir": s.workdir, "step": 7, "stopped_by": name} for s in specs])
+  with pytest.raises(SystemExit) as e:
+    common.train_stage("t", "stage", [spec])
+  assert e.value.code == code
+  assert f"stopped by {name}: saved; rerun the same command to resume" in (
+      capsys.readouterr().out)
+  monkeypatch.setattr(common.train, "train_specs", lambda specs: [
+      {"workdir": s.workdir, "step": 7} for s in specs])
+  assert common.train_stage("t", "stage", [spec]) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from typing import Sequence
 
@@ -36,7 +37,9 @@ def train_stage(tag: str, label: str,
 
   Finished runs (and None: a branch ``branch_spec`` found finished) are
   skipped without building anything, so rerunning a study only redoes its
-  analysis. Returns the number of runs trained.
+  analysis. A signal that stops training (Ctrl-C, SIGTERM: the runs save)
+  ends the study with exit status 128 + the signal's number. Returns the
+  number of runs trained.
   """
   todo = [s for s in specs if s is not None and
           not finished(s.workdir, s.config.train.steps)]
@@ -44,7 +47,13 @@ def train_stage(tag: str, label: str,
     print(f"[{tag}] {label}: {len(specs)} run(s) already done", flush=True)
     return 0
   start = time.perf_counter()
-  train.train_specs(todo)
+  summaries = train.train_specs(todo)
+  stopped = {r.get("stopped_by") for r in summaries} - {None}
+  if stopped:  # Ctrl-C / SIGTERM: the runs saved; analysing now would fail
+    name = stopped.pop()
+    print(f"[{tag}] {label}: stopped by {name}: saved; rerun the same "
+          "command to resume", flush=True)
+    raise SystemExit(128 + int(getattr(signal, name)))
   steps = sum(int(s.config.train.steps) - (s.start.step if s.start else 0)
               for s in todo)
   print(f"[{tag}] {label}: {len(todo)} run(s), {steps} steps in "
