@@ -59,6 +59,10 @@ def measurements(w: Workload, run_dir: str, steps_col: str | None = None
   interpolated at the evaluations.
   """
   run = runs.Run(run_dir)
+  total = int(run.config["train"]["steps"])
+  if run.last_step < total:  # a stopped run must never count as a trial
+    raise ValueError(f"{run_dir}: the run stopped at step {run.last_step} "
+                     f"of {total}; rerun the command to resume it")
   steps, losses = run.eval_curve()
   t_steps, t = run.column("train_time_s")
   seconds = np.interp(steps, t_steps, t) if t_steps.size else steps * np.nan
