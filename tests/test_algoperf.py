@@ -15,7 +15,7 @@ from flax import nnx
 from wsd_jax import runs, schedules
 from wsd_jax.runs import rundir
 from wsd_jax.studies.algoperf import (adaptive, anytime, benchmark, layout,
-                                      scoring, search)
+                                      report, scoring, search)
 from wsd_jax.studies.algoperf import submissions as subs_lib
 from wsd_jax.studies.algoperf import targets as targets_lib
 from wsd_jax.studies.algoperf import workloads
@@ -169,6 +169,39 @@ def test_time_to_targets_on_synthetic_tables(tmp_path):
   assert table[0]["score_steps"] == pytest.approx(1.0)
   assert table[1]["score_steps"] == 0.0
   assert table[1]["workloads_reached"] == 0
+
+
+def test_each_study_judged_alone(tmp_path):
+  """The study-by-study scores and claim agreement on a hand-made table:
+  constant misses in study 0 but beats cosine in study 1, so the median
+  verdict "constant loses to cosine" is supported by one study of two."""
+  root = str(tmp_path)
+  w = workloads.get("bigram_quick")
+  steps = [20, 40, 60, 80]
+  for k, at in ((0, 40), (1, 60)):  # cosine reaches 2.0 at `at`
+    _write_trial(root, "cosine", k, w.name, 0, steps, [1, 2, 3, 4],
+                 [3.0 if s < at else 1.9 for s in steps])
+  _write_trial(root, "constant", 0, w.name, 0, steps, [1, 2, 3, 4],
+               [3, 2.9, 2.8, 2.7])
+  _write_trial(root, "constant", 1, w.name, 0, steps, [1, 2, 3, 4],
+               [3, 1.5, 1.4, 1.3])
+  rows = benchmark.time_to_targets(root, ["cosine", "constant"], [w],
+                                   {w.name: {"target": 2.0}}, 2, 1)
+  assert rows[0]["study_steps"] == [40.0, 60.0]
+  assert rows[1]["study_steps"] == [INF, 40.0]
+  assert rows[1]["steps"] == INF  # median of [inf, 40]
+  table = benchmark.score_table(rows)
+  verdicts = report.claims(table, rows)
+  assert [v["verdict"] for v in verdicts] == ["supported"]
+  per_scores, per_study = report.by_study(rows)
+  # Study 1 alone: cosine 60 vs the best 40, tau = 1.5 -> the C case of
+  # the hand-computed fixture above with one workload: 2 * 1.25 / 3.
+  assert per_scores["cosine"] == pytest.approx([1.0, 2.5 / 3])
+  assert per_scores["constant"] == pytest.approx([0.0, 1.0])
+  assert [p[verdicts[0]["claim"]] for p in per_study] == [
+      "supported", "not supported"]
+  report.agreement(verdicts, per_study)
+  assert (verdicts[0]["studies_agreeing"], verdicts[0]["studies"]) == (1, 2)
 
 
 def test_csv_round_trip(tmp_path):
@@ -372,6 +405,27 @@ def test_rerun_alone_replaces_only_the_best_trials_seconds(linear_study):
   # done, so nothing retrains
   assert not benchmark.run_study(subs_lib.get("wsd_linear"), tiny(), root, 0,
                                  2, target=TINY_TARGET, rerun_best=True)
+
+
+@pytest.mark.slow  # uses the shared study
+def test_a_stopped_run_is_never_a_trial(linear_study, tmp_path):
+  """A run killed mid-way (its metrics end early) is refused by name
+  instead of entering the benchmark as a short trial."""
+  import shutil
+  src = benchmark.trial_dir(linear_study, "wsd_linear", 0, "tiny", 0)
+  run_dir = str(tmp_path / "trial")
+  shutil.copytree(src, run_dir)
+  w = tiny()
+  full = layout.measurements(w, run_dir)
+  assert full["global_step"][-1] == w.max_steps
+  path = os.path.join(run_dir, "metrics.jsonl")
+  with open(path) as f:
+    lines = f.readlines()
+  with open(path, "w") as f:
+    f.writelines(lines[:len(lines) // 2])
+  with pytest.raises(ValueError, match=f"stopped at step .* of {w.max_steps}"
+                     ".*rerun"):
+    layout.measurements(w, run_dir)
 
 
 @pytest.mark.slow  # ~12 s: two refined runs (the source study is shared)

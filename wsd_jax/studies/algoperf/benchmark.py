@@ -188,7 +188,8 @@ def time_to_targets(root: str, subs: Iterable[str], workloads: Sequence[
                     num_trials: int) -> list[dict]:
   """One row per (submission, workload): the median over studies of each
   study's time to target in steps and in seconds, the best trial of each
-  study and how many studies reached the target."""
+  study and how many studies reached the target; ``study_steps`` and
+  ``study_seconds`` keep each study's own time."""
   out = []
   for s in subs:
     for w in workloads:
@@ -207,7 +208,8 @@ def time_to_targets(root: str, subs: Iterable[str], workloads: Sequence[
                   **{key: scoring.median_over_studies(v)
                      for key, v in per_study.items()},
                   "studies_reached": reached, "studies": studies,
-                  "best_trials": best})
+                  "best_trials": best,
+                  **{f"study_{key}": v for key, v in per_study.items()}})
   return out
 
 

@@ -155,6 +155,38 @@ def claims(table: Sequence[dict], rows: Sequence[dict],
   return out
 
 
+def study_rows(rows: Sequence[dict], k: int) -> list[dict]:
+  """``time_to_targets`` rows as if study ``k`` were the only study."""
+  return [dict(r, steps=r["study_steps"][k], seconds=r["study_seconds"][k],
+               studies_reached=int(np.isfinite(r["study_steps"][k])),
+               studies=1, best_trials=[r["best_trials"][k]]) for r in rows]
+
+
+def by_study(rows: Sequence[dict], anytime_rows: Sequence[dict] = ()
+             ) -> tuple[dict, list[dict]]:
+  """Each study judged alone: every submission's score (steps) per study,
+  and the claims' verdicts per study (AlgoPerf's median over studies hides
+  how much one study's luck decides a verdict)."""
+  n = rows[0]["studies"] if rows else 0
+  scores, verdicts = {}, []
+  for k in range(n):
+    rk = study_rows(rows, k)
+    table = benchmark.score_table(rk)
+    for r in table:
+      scores.setdefault(r["submission"], []).append(r["score_steps"])
+    verdicts.append({v["claim"]: v["verdict"] for v in claims(
+        table, rk, [a for a in anytime_rows if a["study"] == k])})
+  return scores, verdicts
+
+
+def agreement(verdicts: Sequence[dict], per_study: Sequence[dict]) -> None:
+  """Adds to each verdict how many studies, judged alone, give it."""
+  for v in verdicts:
+    v["studies_agreeing"] = sum(p.get(v["claim"]) == v["verdict"]
+                                for p in per_study)
+    v["studies"] = len(per_study)
+
+
 def realised_lrs(run_dir: str) -> np.ndarray:
   """The LR of every update: logged per step (an adaptive method's own), or
   the schedule's (runs without per-step logs)."""
@@ -227,13 +259,16 @@ def write_all(root: str, ws, subs: Sequence[str], targets: Mapping,
         k: [r[k] for r in anytime_rows] for k in ("workload", "study",
                                                   "steps", "wsd_s", "wsd")})
   verdicts = claims(table, rows, anytime_rows)
+  study_scores, per_study = by_study(rows, anytime_rows)
+  agreement(verdicts, per_study)
   info = info | {"clocks": clocks(root, subs, ws, info["studies"])}
   rundir.write_json(rundir.join(root, "report.json"), _plain(
       {"info": info, "scores": table, "claims": verdicts,
-       "time_to_targets": rows, "anytime": list(anytime_rows)}))
+       "study_scores": study_scores, "time_to_targets": rows,
+       "anytime": list(anytime_rows)}))
   rundir.write_text(rundir.join(root, "report.md"),
                     markdown(ws, targets, rows, table, verdicts, robust,
-                             info, anytime_rows))
+                             info, anytime_rows, study_scores))
 
 
 def _plain(x):
@@ -281,7 +316,7 @@ def cost_note(cost: dict | None) -> str:
 
 
 def markdown(ws, targets, rows, table, verdicts, robust, info,
-             anytime_rows=()) -> str:
+             anytime_rows=(), study_scores=None) -> str:
   """``report.md``."""
   out = ["# AlgoPerf-style comparison of LR schedules\n",
          f"Device (seconds): {info['device']} (`device_kind` "
@@ -300,6 +335,16 @@ def markdown(ws, targets, rows, table, verdicts, robust, info,
              [[r["submission"], r["score_steps"], r["score_seconds"],
                r["speedup_vs_cosine"], r["workloads_reached"]]
               for r in table], digits=3)]
+  if study_scores and info["studies"] > 1:
+    n = info["studies"]
+    out.append(f"### Study by study\n\nThe score (steps) with each study "
+               f"judged alone, as if it were the only one: the spread is "
+               f"how much one study's tuning luck moves a score; the "
+               f"scores above use the median over the {n} studies.\n")
+    out.append(reports.markdown_table(
+        ["submission"] + [f"study {k}" for k in range(n)] + ["range"],
+        [[s] + list(v) + [max(v) - min(v)] for s, v in
+         study_scores.items()], digits=3))
   for w in ws:
     t = targets[w.name]
     extra = (f", optimal loss {t['optimal_loss']:.5f}"
@@ -327,8 +372,12 @@ def markdown(ws, targets, rows, table, verdicts, robust, info,
         [[r["workload"], r["study"], r["steps"], r["wsd_s"], r["wsd"],
           r["wsd_s"] / r["wsd"] if r["wsd"] else float("nan")]
          for r in anytime_rows], digits=4))
-  out.append("## Claims\n")
+  out.append("## Claims\n\nEach verdict is on the median over studies; "
+             "\"studies agreeing\" counts the studies that, judged alone, "
+             "give the same verdict.\n")
   out.append(reports.markdown_table(
-      ["claim", "verdict", "criterion"],
-      [[v["claim"], v["verdict"], v["criterion"]] for v in verdicts]))
+      ["claim", "verdict", "studies agreeing", "criterion"],
+      [[v["claim"], v["verdict"],
+        f"{v.get('studies_agreeing', '?')}/{v.get('studies', '?')}",
+        v["criterion"]] for v in verdicts]))
   return "\n".join(out)
