@@ -19,8 +19,10 @@
 #      vocab 32768) and the remat variants, with their peak memory;
 #   3. configs/wsd_s.py:size=124m_short: the WSD-S study end to end on the
 #      offline BPE corpus, with gradient accumulation and remat;
-#   4. if time is left (optional, skipped without failing): the older
-#      benches (schedule overhead, populations, checkpoint, XLA attention).
+#   4. if time is left (optional, skipped without failing): an AlgoPerf
+#      study of 5 trials vs one trial (bench/algoperf_study.py), then the
+#      older benches (schedule overhead, populations, checkpoint, XLA
+#      attention).
 # The exit status is the number of required parts that failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -109,6 +111,7 @@ if [[ -n "${GPU_SUITE_SMALL:-}" ]]; then
   CKPT=(--size=nano --vocab=512 --save_every=5 --saves=2 --warmup=1)
   POP=(--members=2 --steps=5 --e2e=false)
   POP_GPT=(--workload=gpt_nano --members=2 --steps=3 --e2e=false)
+  AP_STUDY=(--workloads=bigram_quick --trials=2)
   XLA_ATTN=()
 else
   if compgen -G ".whl/*.whl" > /dev/null; then
@@ -129,6 +132,7 @@ else
         --save_every=100 --saves=3)
   POP=(--members=128 --steps=100 --e2e=false)
   POP_GPT=(--workload=gpt_nano --members=16 --steps=30 --e2e=false)
+  AP_STUDY=(--workloads=mlp_text,gpt_nano --trials=5)
   XLA_ATTN=(--attention=xla)
 fi
 export PYTHONPATH=$SITE$ROOT${PYTHONPATH:+:$PYTHONPATH}
@@ -191,7 +195,10 @@ print("data:", json.load(open(sys.argv[1] + "/wsd_s.json"))["info"])
 EOF
 fi
 
-# 4. Older benches, if time is left.
+# 4. Older benches, if time is left; first the AlgoPerf study of 5 trials
+#    vs one trial (issue 13's GPU figure).
+run --optional algoperf_study 120 python3 -m bench.algoperf_study \
+  "${AP_STUDY[@]}" "${Q[@]}"
 run --optional schedule_overhead 60 python3 -m bench.schedule_overhead \
   "${SCHED[@]}" "${Q[@]}"
 run --optional population_mlp 45 python3 -m bench.population "${POP[@]}" \

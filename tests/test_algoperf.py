@@ -619,3 +619,14 @@ def test_autolrs_time_counts_exploration(tmp_path, monkeypatch):
   t_steps, t = run.column("train_time_s")
   assert m["score"][-1] == pytest.approx(np.interp(7, t_steps, t) + 4.0)
   assert layout.read_clock(root, "autolrs", 0, "tiny")["clocks"] == ["alone"]
+
+
+def test_study_vs_trial_bench_trains_the_same_model(tmp_path):
+  """bench/algoperf_study.py: trial 0 inside the study's population and
+  trained alone give the same evaluations, and each clock is its own."""
+  from bench import algoperf_study
+  r = algoperf_study.time_workload(workloads.get("bigram_quick"),
+                                   subs_lib.get("cosine"), 2, str(tmp_path))
+  assert r["max_rel_diff"] < 1e-5
+  assert 0 < r["trial_clock"] < r["trial_wall"]
+  assert 0 < r["study_clock"] < r["study_wall"]
