@@ -52,6 +52,22 @@ def test_a_flipped_verdict_is_an_error_naming_the_claim(tmp_path):
     claims.check(claims.collect(str(d)))
 
 
+def test_an_algoperf_verdict_its_times_do_not_give_is_an_error(tmp_path):
+  """The benchmark's verdicts are rechecked from its stored times to
+  target: a changed time flips "constant loses to cosine"."""
+  d = _copy_docs(tmp_path)
+  path = d / "algoperf_qualification.json"
+  data = json.loads(path.read_text())
+  claims.check(claims.collect(str(d)))
+  for r in data["scores"]:  # constant now scores above cosine
+    if r["submission"] == "constant":
+      r["score_steps"] = 2.0
+  path.write_text(json.dumps(data))
+  with pytest.raises(ValueError, match="algoperf: 'a decay is needed.*"
+                     "its numbers give 'not supported'"):
+    claims.check(claims.collect(str(d)))
+
+
 def test_an_interval_that_is_not_its_seeds_is_an_error(tmp_path):
   d = _copy_docs(tmp_path)
   path = d / "adaptive_study.json"
