@@ -174,7 +174,8 @@ def test_time_to_targets_on_synthetic_tables(tmp_path):
 def test_each_study_judged_alone(tmp_path):
   """The study-by-study scores and claim agreement on a hand-made table:
   constant misses in study 0 but beats cosine in study 1, so the median
-  verdict "constant loses to cosine" is supported by one study of two."""
+  verdict "constant loses to cosine" is given by one study of two, so the
+  benchmark's verdict is inconclusive."""
   root = str(tmp_path)
   w = workloads.get("bigram_quick")
   steps = [20, 40, 60, 80]
@@ -202,6 +203,11 @@ def test_each_study_judged_alone(tmp_path):
       "supported", "not supported"]
   report.agreement(verdicts, per_study)
   assert (verdicts[0]["studies_agreeing"], verdicts[0]["studies"]) == (1, 2)
+  # no majority of the studies gives the median's verdict
+  assert verdicts[0]["median_verdict"] == "supported"
+  assert verdicts[0]["verdict"] == "inconclusive"
+  report.agreement(verdicts, per_study[:1])  # one study: its own verdict
+  assert verdicts[0]["verdict"] == "supported"
 
 
 def test_csv_round_trip(tmp_path):

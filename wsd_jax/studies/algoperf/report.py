@@ -180,11 +180,17 @@ def by_study(rows: Sequence[dict], anytime_rows: Sequence[dict] = ()
 
 
 def agreement(verdicts: Sequence[dict], per_study: Sequence[dict]) -> None:
-  """Adds to each verdict how many studies, judged alone, give it."""
+  """Adds to each verdict how many studies, judged alone, give the
+  median's verdict (``median_verdict``); with several studies, a verdict
+  that no majority of them gives becomes ``inconclusive``."""
+  n = len(per_study)
   for v in verdicts:
-    v["studies_agreeing"] = sum(p.get(v["claim"]) == v["verdict"]
+    v["median_verdict"] = v.get("median_verdict", v["verdict"])
+    v["studies_agreeing"] = sum(p.get(v["claim"]) == v["median_verdict"]
                                 for p in per_study)
-    v["studies"] = len(per_study)
+    v["studies"] = n
+    v["verdict"] = (v["median_verdict"] if n < 2 or
+                    2 * v["studies_agreeing"] > n else "inconclusive")
 
 
 def realised_lrs(run_dir: str) -> np.ndarray:
@@ -372,12 +378,15 @@ def markdown(ws, targets, rows, table, verdicts, robust, info,
         [[r["workload"], r["study"], r["steps"], r["wsd_s"], r["wsd"],
           r["wsd_s"] / r["wsd"] if r["wsd"] else float("nan")]
          for r in anytime_rows], digits=4))
-  out.append("## Claims\n\nEach verdict is on the median over studies; "
-             "\"studies agreeing\" counts the studies that, judged alone, "
-             "give the same verdict.\n")
+  out.append("## Claims\n\nThe median verdict is AlgoPerf's way: on the "
+             "median over studies. \"Studies agreeing\" counts the studies "
+             "that, judged alone, give the median verdict; with several "
+             "studies the verdict is the median one only when a majority "
+             "agree, and `inconclusive` otherwise.\n")
   out.append(reports.markdown_table(
-      ["claim", "verdict", "studies agreeing", "criterion"],
-      [[v["claim"], v["verdict"],
+      ["claim", "verdict", "median verdict", "studies agreeing",
+       "criterion"],
+      [[v["claim"], v["verdict"], v.get("median_verdict", v["verdict"]),
         f"{v.get('studies_agreeing', '?')}/{v.get('studies', '?')}",
         v["criterion"]] for v in verdicts]))
   return "\n".join(out)
