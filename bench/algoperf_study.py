@@ -6,12 +6,14 @@ r"""An AlgoPerf study of N trials (one vmapped population) vs one trial.
 For each workload, the study's trials are the ``--submission``'s first
 study's quasirandom points (``benchmark.specs``, the full mode's runs); the
 study trains them as ONE population (what ``experiments.algoperf`` does),
-then trial 0 trains again alone, same config and seed. Printed per
-workload: wall seconds of each (setup, compile, evaluation and files
-included) and its training clock (``train_time_s`` at the last step: the
-AlgoPerf seconds, compile included, evaluation excluded), their ratio, and
-the largest relative difference between trial 0's evaluations in the
-population and alone (the population trains the same model). The issue's
+then its lowest-LR trial trains again alone, same config and seed.
+Printed per workload: wall seconds of each (setup, compile, evaluation and
+files included) and its training clock (``train_time_s`` at the last step:
+the AlgoPerf seconds, compile included, evaluation excluded), their ratio,
+and the largest relative difference between that trial's evaluations in
+the population and alone (the population trains the same model; at a high
+LR, float-level differences between the two programs grow chaotically, so
+the check uses the lowest LR). The issue's
 goal, on a GPU: a study of 5 trials costs little more than one trial.
 """
 
@@ -53,14 +55,20 @@ def time_workload(w: workloads.Workload, sub: subs_lib.Submission,
   start = time.perf_counter()
   train.train_specs(specs)
   study_wall = time.perf_counter() - start
-  alone = runs.RunSpec(specs[0].config, rundir.join(root, "alone"))
+  # the trial trained alone: the lowest LR, whose training is not chaotic
+  # (at a peak LR of 0.58 float-level differences between the vmapped and
+  # the single program grow to O(1) within 40 steps on digits)
+  lrs = [p.get("learning_rate", 0.0)
+         for p in benchmark.trial_points(sub, 0, trials)]
+  i = int(np.argmin(lrs))
+  alone = runs.RunSpec(specs[i].config, rundir.join(root, "alone"))
   start = time.perf_counter()
   train.train_specs([alone])
   trial_wall = time.perf_counter() - start
-  _, in_study = runs.Run(specs[0].workdir).eval_curve()
+  _, in_study = runs.Run(specs[i].workdir).eval_curve()
   _, by_itself = runs.Run(alone.workdir).eval_curve()
-  return {"workload": w.name, "study_wall": study_wall,
-          "study_clock": _clock(specs[0].workdir), "trial_wall": trial_wall,
+  return {"workload": w.name, "trial": i, "study_wall": study_wall,
+          "study_clock": _clock(specs[i].workdir), "trial_wall": trial_wall,
           "trial_clock": _clock(alone.workdir),
           "max_rel_diff": float(np.max(np.abs(in_study - by_itself)
                                        / np.abs(by_itself)))}
@@ -81,13 +89,13 @@ def main(argv):
   d = jax.devices()[0]
   print(f"device: {len(jax.devices())} x {d.device_kind} ({d.platform}); "
         f"submission {sub.name}, {_TRIALS.value} trials", flush=True)
-  print(f"{'workload':<12} {'study wall':>10} {'1 trial':>8} {'ratio':>6}"
+  print(f"{'workload':<12} {'trial':>5} {'study wall':>10} {'1 trial':>8} {'ratio':>6}"
         f" {'study clock':>11} {'1 trial':>8} {'ratio':>6}"
         f" {'max rel diff':>12}", flush=True)
   for w in ws:
     with tempfile.TemporaryDirectory() as root:
       r = time_workload(w, sub, _TRIALS.value, root)
-    print(f"{r['workload']:<12} {r['study_wall']:>9.1f}s "
+    print(f"{r['workload']:<12} {r['trial']:>5} {r['study_wall']:>9.1f}s "
           f"{r['trial_wall']:>7.1f}s "
           f"{r['study_wall'] / r['trial_wall']:>6.2f} "
           f"{r['study_clock']:>10.1f}s {r['trial_clock']:>7.1f}s "
