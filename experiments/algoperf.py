@@ -19,8 +19,9 @@ from absl import flags
 from experiments import cli
 from wsd_jax.studies.algoperf import app
 
-_WORKLOADS = flags.DEFINE_list("workloads", None, "Workloads (default: all; "
-                               "--quick: bigram_quick).")
+_WORKLOADS = flags.DEFINE_list(
+    "workloads", None, "Workloads (default: bigram, digits, mlp_text, "
+    "gpt_nano; --quick: bigram_quick).")
 _SUBMISSIONS = flags.DEFINE_list("submissions", None, "Submissions.")
 _STUDIES = flags.DEFINE_integer("studies", None, "Studies (default 3).")
 _TRIALS = flags.DEFINE_integer("trials", None, "Trials per study (default "

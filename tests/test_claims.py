@@ -53,18 +53,25 @@ def test_a_flipped_verdict_is_an_error_naming_the_claim(tmp_path):
 
 
 def test_an_algoperf_verdict_its_times_do_not_give_is_an_error(tmp_path):
-  """The benchmark's verdicts are rechecked from its stored times to
-  target: a changed time flips "constant loses to cosine"."""
+  """The benchmark's verdicts are rechecked from its stored scores and
+  times to target: a changed score flips "constant loses to cosine", and a
+  changed count of agreeing studies is caught."""
   d = _copy_docs(tmp_path)
-  path = d / "algoperf_qualification.json"
+  path = d / "algoperf_full.json"
   data = json.loads(path.read_text())
   claims.check(claims.collect(str(d)))
   for r in data["scores"]:  # constant now scores above cosine
     if r["submission"] == "constant":
       r["score_steps"] = 2.0
   path.write_text(json.dumps(data))
-  with pytest.raises(ValueError, match="algoperf: 'a decay is needed.*"
-                     "its numbers give 'not supported'"):
+  with pytest.raises(ValueError, match="algoperf: 'a decay is needed"):
+    claims.check(claims.collect(str(d)))
+  # a stored count of agreeing studies that the times do not give
+  with open(os.path.join(DOCS, "algoperf_full.json")) as f:
+    data = json.load(f)
+  data["claims"][0]["studies_agreeing"] += 1
+  path.write_text(json.dumps(data))
+  with pytest.raises(ValueError, match="studies agree by the report"):
     claims.check(claims.collect(str(d)))
 
 

@@ -4,8 +4,9 @@ Each study writes its claims into its results JSON in its workdir; the
 run whose report is in ``docs/`` has that JSON committed beside it (the
 river valley's ``claims.json`` as ``docs/river_valley_claims.json``, the
 adaptive and LR-scaling studies' ``results.json`` as ``docs/adaptive_study
-.json`` and ``docs/lr_scaling.json``, AlgoPerf's ``report.json`` as
-``docs/algoperf_qualification.json``, the others under their own name). This module reads those files, checks every verdict again from
+.json`` and ``docs/lr_scaling.json``, AlgoPerf's full mode's ``report.json`` as
+``docs/algoperf_full.json``, the others under their own name). This module
+reads those files, checks every verdict again from
 the numbers stored next to it (the interval, the margin and the rule of
 ``studies.verdicts``; for paired per-seed differences, the interval too),
 and renders one Markdown table. ``python -m experiments.claims`` prints it
@@ -163,25 +164,27 @@ def _algoperf(report: str) -> Callable[[dict], list[Claim]]:
                f"{studies} {'study' if studies == 1 else 'studies'} x "
                f"{n['trials']} trials")
     rows, anytime = d["time_to_targets"], d.get("anytime", [])
-    again = {v["claim"]: v["verdict"]
-             for v in ap_report.claims(d["scores"], rows, anytime)}
-    per_study = (ap_report.by_study(rows, anytime)[1]
-                 if studies > 1 else [])
+    again = ap_report.claims(d["scores"], rows, anytime)
+    if studies > 1:
+      ap_report.agreement(again, ap_report.by_study(rows, anytime)[1])
+    again = {v["claim"]: v for v in again}
     out = []
     for c in d["claims"]:
       shown = None
-      if per_study:
-        agree = sum(p.get(c["claim"]) == c["verdict"] for p in per_study)
-        if agree != c["studies_agreeing"]:
+      a = again.get(c["claim"], {})
+      if studies > 1:
+        if a.get("studies_agreeing") != c["studies_agreeing"]:
           raise ValueError(f"algoperf: {c['claim']!r}: {c['studies_agreeing']}"
-                           f" studies agree by the report, {agree} by its "
-                           "times to target")
-        shown = (f"no interval; {agree} of {studies} studies, each judged "
-                 "alone, agree")
+                           f" studies agree by the report, "
+                           f"{a.get('studies_agreeing')} by its times to "
+                           "target")
+        shown = (f"no interval; median over studies: "
+                 f"{c['median_verdict']}; {c['studies_agreeing']} of "
+                 f"{studies} studies alone agree")
       out.append(Claim("algoperf", c["claim"], setting, c["criterion"],
                        c["verdict"], rule="custom", report=report,
                        shown=shown,
-                       recheck=lambda k=c["claim"]: again.get(k)))
+                       recheck=lambda v=a.get("verdict"): v))
     return out
 
   return read
@@ -404,8 +407,7 @@ STUDIES: list[tuple[str, Callable[[dict], list[Claim]]]] = [
     ("law_study.json", _law_study),
     ("adaptive_study.json", _adaptive),
     ("lr_scaling.json", _lr_scaling),
-    ("algoperf_qualification.json",
-     _algoperf("docs/algoperf_qualification.md")),
+    ("algoperf_full.json", _algoperf("docs/algoperf_full.md")),
 ]
 
 
