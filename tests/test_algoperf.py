@@ -282,6 +282,54 @@ def test_study_points_same_on_every_workload():
   a = benchmark.trial_points(sub, 0, 5)
   assert a == benchmark.trial_points(sub, 0, 5)
   assert a != benchmark.trial_points(sub, 1, 5)
+  # every trial of every study trains from its own seed
+  w = workloads.get("bigram_quick")
+  seeds = [spec.config.seed for k in range(2)
+           for spec in benchmark.specs(sub, w, "/nonexistent", k, 3)]
+  assert seeds == [0, 1, 2, 1000, 1001, 1002]
+
+
+def _rows(times):
+  """``time_to_targets`` rows from ``{submission: {workload: steps}}``."""
+  return [{"submission": s, "workload": w, "steps": t, "seconds": t,
+           "studies": 1} for s, row in times.items() for w, t in row.items()]
+
+
+@pytest.mark.parametrize("wsd,verdict", [
+    ({"a": 105.0, "b": 210.0}, "supported"),    # within 1.1x on both
+    ({"a": 115.0, "b": 200.0}, "not supported"),  # 1.15x on one
+    ({"a": 100.0, "b": INF}, "not supported"),    # misses one cosine reaches
+])
+def test_wsd_matches_cosine_rule(wsd, verdict):
+  rows = _rows({"cosine": {"a": 100.0, "b": 200.0}, "wsd_linear": wsd})
+  v = report.claims(benchmark.score_table(rows), rows)
+  assert [x["verdict"] for x in v] == [verdict]
+
+
+def test_score_claims_at_their_boundaries():
+  """Equal scores: constant does not lose, 1-sqrt ties linear, and the
+  refined oracle does not beat its source."""
+  same = {"a": 100.0, "b": 200.0}
+  rows = _rows({"cosine": same, "constant": same, "wsd_linear": same,
+                "wsd_1sqrt": same, "refined_oracle": same})
+  v = {x["claim"].split(" (")[0]: x["verdict"]
+       for x in report.claims(benchmark.score_table(rows), rows)}
+  assert v["a decay is needed: constant LR loses to cosine"] == (
+      "not supported")
+  assert v["1-sqrt decay beats linear decay"] == "tie"
+  assert v["refining a linear-decay run's schedule speeds it up"] == (
+      "not supported")
+  faster = {"a": 50.0, "b": 100.0}
+  rows = _rows({"cosine": same, "constant": faster, "wsd_linear": same,
+                "wsd_1sqrt": faster})
+  v = {x["claim"].split(" (")[0]: x["verdict"]
+       for x in report.claims(benchmark.score_table(rows), rows)}
+  assert v["a decay is needed: constant LR loses to cosine"] == (
+      "not supported")
+  assert v["1-sqrt decay beats linear decay"] == "supported"
+  rows = _rows({"cosine": same, "constant": {"a": 200.0, "b": 400.0}})
+  v = report.claims(benchmark.score_table(rows), rows)
+  assert [x["verdict"] for x in v] == ["supported"]
 
 
 @pytest.mark.slow  # ~10 s: scikit-learn's loader and grain start-up
